@@ -1,0 +1,1 @@
+//! Out-of-band pairing (filled in below).

@@ -1,1 +1,105 @@
-fn main() {}
+//! The `doorward` binary: one command for every part of Doorward.
+//!
+//! This crate is the outermost shell. It parses the command line and calls into the cores;
+//! it holds no security logic of its own.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use doorward_proto::KeyPair;
+
+/// Witnessed, time-limited access to a home: smart lock, camera witness, control server.
+#[derive(Parser)]
+#[command(name = "doorward", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole system on embedded defaults (server, a home, a lock, a camera, deliveries).
+    Demo,
+    /// Manage Ed25519 keys (home root, device, driver keys).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Print build facts: version, protocol version, whether guard switches are compiled in.
+    Info,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Generate a key pair: writes the 32-byte secret seed (hex) to FILE with mode 0600 and
+    /// prints the public key.
+    Generate {
+        /// Where to write the secret seed. Refuses to overwrite an existing file.
+        file: PathBuf,
+    },
+    /// Print the public key of a secret seed file.
+    Public {
+        /// A file written by `doorward keys generate`.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Demo => bail!(
+            "the demo is not built yet: this release has the protocol and the security cores \
+             (run ./scripts/test to exercise them); the server, the device agents and the demo \
+             come next"
+        ),
+        Command::Keys { command: KeysCommand::Generate { file } } => keys_generate(&file),
+        Command::Keys { command: KeysCommand::Public { file } } => {
+            let key = read_seed(&file)?;
+            println!("{}", key.public());
+            Ok(())
+        }
+        Command::Info => {
+            println!("doorward {}", env!("CARGO_PKG_VERSION"));
+            println!("protocol version {}", doorward_proto::PROTOCOL_VERSION);
+            println!("guard switches compiled: {}", doorward_proto::guard::SWITCHES_COMPILED);
+            Ok(())
+        }
+    }
+}
+
+fn keys_generate(file: &std::path::Path) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let key = KeyPair::generate(&mut rand_core::OsRng);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .with_context(|| format!("cannot create {} (it must not exist yet)", file.display()))?;
+    writeln!(f, "{}", hex::encode(&key.seed()[..]))
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    println!("{}", key.public());
+    Ok(())
+}
+
+fn read_seed(file: &std::path::Path) -> Result<KeyPair> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read key file {}", file.display()))?;
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut seed).with_context(|| {
+        format!("{} does not hold a 64-character hex seed", file.display())
+    })?;
+    Ok(KeyPair::from_seed(&seed))
+}

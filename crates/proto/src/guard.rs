@@ -4,7 +4,8 @@
 //! constant `true` the optimiser removes. With the `guard-switches` feature (enabled only as a
 //! dev-dependency of the attack lab and of tests) a test can switch one guard off for the
 //! current thread and show that its attacks then succeed: proof that the guard is what stops
-//! them. ARCHITECTURE.md maps each guard to its invariant and its tests.
+//! them. This crate's own unit tests always have the switches, so its guards are tested
+//! both ways too. ARCHITECTURE.md maps each guard to its invariant and its tests.
 
 /// Every switchable guard. The name says what it checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -55,9 +56,12 @@ pub enum Guard {
     StreamSequence,
     /// Server-side policy: opt-in, windows, vacation, live approval, blocked drivers (I9).
     Policy,
+    /// Pairing: a peer's long-term keys are accepted only under the key-confirmation MAC
+    /// derived from the setup code's PAKE, so the broker can substitute no key (I10).
+    PairingConfirmation,
 }
 
-#[cfg(feature = "guard-switches")]
+#[cfg(any(test, feature = "guard-switches"))]
 mod imp {
     use super::Guard;
     use std::cell::RefCell;
@@ -91,16 +95,20 @@ mod imp {
 /// Whether guard `g` is on. Always `true` unless built with `guard-switches`.
 #[inline(always)]
 pub fn enabled(g: Guard) -> bool {
-    #[cfg(feature = "guard-switches")]
+    #[cfg(any(test, feature = "guard-switches"))]
     {
         imp::enabled(g)
     }
-    #[cfg(not(feature = "guard-switches"))]
+    #[cfg(not(any(test, feature = "guard-switches")))]
     {
         let _ = g;
         true
     }
 }
 
-#[cfg(feature = "guard-switches")]
+#[cfg(any(test, feature = "guard-switches"))]
 pub use imp::{disable, Disabled};
+
+/// Whether this build can switch guards off. `false` in every build a user runs; the test
+/// suite checks that the release binary is built without the switches.
+pub const SWITCHES_COMPILED: bool = cfg!(feature = "guard-switches");

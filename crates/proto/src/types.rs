@@ -174,3 +174,9 @@ fixed_bytes!(
     XPub,
     32
 );
+
+fixed_bytes!(
+    /// A SPAKE2 group element (an Ed25519 point, compressed): one pairing message.
+    PakeElement,
+    32
+);

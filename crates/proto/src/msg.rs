@@ -725,3 +725,13 @@ pub fn chain_next(prev: &Digest, seq: u64, item: &Digest) -> Digest {
     h.update(&item.0);
     Digest(*h.finalize().as_bytes())
 }
+
+/// Digest of one message body, as chained into a device's [`Checkpoint::head`]:
+/// `head_seq = chain_next(head_prev, seq, message_digest(body))` over the device's messages in
+/// order, starting from [`Digest::ZERO`]. A signed checkpoint so commits to the exact content
+/// of every MAC'd message before it.
+pub fn message_digest(body: &Body) -> Digest {
+    let mut h = blake3::Hasher::new_derive_key("doorward/v1 message");
+    h.update(&codec::encode(body));
+    Digest(*h.finalize().as_bytes())
+}

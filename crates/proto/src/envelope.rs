@@ -145,3 +145,65 @@ impl Envelope {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guard::{self, Guard};
+    use crate::msg::{Ack, Body};
+    use crate::types::Id;
+
+    fn body() -> Body {
+        Body::Ack(Ack {
+            device: Id::new("lock-1").unwrap(),
+            seq: 9,
+        })
+    }
+
+    /// A broker rewrites a signed message's body, or signs it with its own key.
+    fn forgeries() -> (KeyPair, Vec<Envelope>) {
+        let device = KeyPair::from_seed(&[1; 32]);
+        let mut altered = Envelope::signed(body(), &device);
+        if let Body::Ack(a) = &mut altered.body {
+            a.seq = 10;
+        }
+        let foreign = Envelope::signed(body(), &KeyPair::from_seed(&[2; 32]));
+        (device, vec![altered, foreign])
+    }
+
+    #[test]
+    fn i10_forged_envelopes_are_refused() {
+        let (device, forged) = forgeries();
+        for env in forged {
+            let env = Envelope::decode(&env.to_bytes()).unwrap();
+            assert_eq!(
+                env.verify_sig(&device.public()),
+                Err(OpenError::Sig(SigError::BadSignature))
+            );
+        }
+        let key = SessionKey::from_parts(3, [5; 32]);
+        let mut maced = Envelope::maced(body(), &key);
+        assert_eq!(maced.verify_mac(&key), Ok(()));
+        maced.auth = Auth::Mac {
+            session: 3,
+            tag: MacTag([0; 32]),
+        };
+        assert_eq!(maced.verify_mac(&key), Err(OpenError::Mac));
+    }
+
+    #[test]
+    fn i10_without_the_envelope_guard_forged_envelopes_pass() {
+        let (device, forged) = forgeries();
+        let _off = guard::disable(Guard::EnvelopeAuth);
+        for env in forged {
+            assert_eq!(env.verify_sig(&device.public()), Ok(()));
+        }
+        let key = SessionKey::from_parts(3, [5; 32]);
+        let mut maced = Envelope::maced(body(), &key);
+        maced.auth = Auth::Mac {
+            session: 3,
+            tag: MacTag([0; 32]),
+        };
+        assert_eq!(maced.verify_mac(&key), Ok(()));
+    }
+}

@@ -771,7 +771,7 @@ impl Control {
             Phase::Relocked => {
                 let witnessed = match obs {
                     _ if !check => true,
-                    Some((o, rx)) => rx >= run.relocked_ms && !o.door_open && o.people_in_zone == 0,
+                    Some((o, rx)) => rx > run.relocked_ms && !o.door_open && o.people_in_zone == 0,
                     None => false,
                 };
                 if !witnessed {

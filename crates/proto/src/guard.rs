@@ -59,6 +59,11 @@ pub enum Guard {
     /// Pairing: a peer's long-term keys are accepted only under the key-confirmation MAC
     /// derived from the setup code's PAKE, so the broker can substitute no key (I10).
     PairingConfirmation,
+    /// The audit verifier checks every hash link and the continuity of indices (I7).
+    AuditHashChain,
+    /// The audit verifier checks every checkpoint's signature and that it matches the chain,
+    /// and that a checkpoint covers the last entry (I7).
+    AuditCheckpoint,
 }
 
 #[cfg(any(test, feature = "guard-switches"))]

@@ -914,3 +914,40 @@ impl Lock {
         self.version
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{Harness, PersistMode};
+    use rand_chacha::rand_core::SeedableRng;
+
+    #[test]
+    fn limit_max_inflight_persists_is_bounded() {
+        let mut h = Harness::new(rand_chacha::ChaCha20Rng::seed_from_u64(1));
+        h.persist_mode = PersistMode::Hold;
+        for epoch in 1..=(MAX_INFLIGHT_PERSISTS as u64 + 5) {
+            let b = h.kit.revocation(epoch, vec![], 0);
+            h.input(Input::Message(b));
+        }
+        assert_eq!(h.lock.epoch(), MAX_INFLIGHT_PERSISTS as u64 + 5);
+        assert_eq!(h.lock.inflight.len(), MAX_INFLIGHT_PERSISTS);
+        // The newest acknowledgement covers every forgotten one.
+        let v = h.lock.version;
+        h.input(Input::Persisted { version: v });
+        assert!(h.lock.inflight.is_empty());
+    }
+
+    #[test]
+    fn failed_writes_are_retried_after_persist_retry_ms() {
+        let mut h = Harness::new(rand_chacha::ChaCha20Rng::seed_from_u64(2));
+        h.persist_mode = PersistMode::Fail;
+        let b = h.kit.revocation(1, vec![], 0);
+        h.input(Input::Message(b));
+        assert!(h.lock.dirty);
+        h.persist_mode = PersistMode::Ack;
+        let out = h.advance(PERSIST_RETRY_MS);
+        assert!(out.iter().any(|o| matches!(o, Output::Persist { .. })));
+        assert_eq!(h.disk.as_ref().unwrap().epoch, 1);
+        assert!(!h.lock.dirty);
+    }
+}

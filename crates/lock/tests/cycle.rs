@@ -77,6 +77,20 @@ fn i3_relock_on_boot_when_the_door_is_closed() {
 }
 
 #[test]
+fn i3_without_the_relock_guard_a_lock_boots_unlocked() {
+    let h = harness(101);
+    let sensors = Sensors {
+        bolt: Bolt::Retracted,
+        door: Door::Closed,
+        battery_pct: 90,
+    };
+    let _off = disable(Guard::AutoRelock);
+    let (lock, out) = doorward_lock::Lock::boot(h.kit.config(), LockState::default(), 5, sensors);
+    assert_eq!(actuations(&out), vec![]);
+    assert!(!lock.in_cycle());
+}
+
+#[test]
 fn i3_spent_table_full_denies_rather_than_forgets() {
     let mut rng = rng(102);
     let kit = doorward_lock::testkit::Kit::new(&mut rng);

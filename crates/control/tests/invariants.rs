@@ -286,3 +286,677 @@ fn i12_guard_off_lock_silence_and_missing_relock_go_unnoticed() {
         "{kinds:?}"
     );
 }
+
+// ----- I9 the customer decides -----
+
+fn policy_world(policy: HomePolicy, kind: DoorKind) -> World {
+    World::with(Config::default(), policy, kind)
+}
+
+#[test]
+fn i9_carrier_not_opted_in_is_denied() {
+    let mut w = World::new();
+    w.admin(Admin::AddDriver {
+        driver: w.root.public(),
+        carrier: id("other"),
+    });
+    let d2 = id("d-2");
+    w.admin(Admin::Schedule(DeliverySetup {
+        delivery: d2.clone(),
+        home: w.home.clone(),
+        lock: w.lock.id.clone(),
+        carrier: id("other"),
+        driver: w.root.public(),
+        not_before_ms: T0,
+        not_after_ms: T0 + 3_600_000,
+        max_open_ms: None,
+    }));
+    let k = w.root.clone();
+    let out = w.request_entry_as(&k, d2);
+    assert_eq!(denied(&out), Some(DenyReason::CarrierNotOptedIn));
+}
+
+#[test]
+fn i9_outside_allowed_window_is_denied() {
+    // T0 is Tuesday 22:13 UTC; allow only Monday.
+    let monday = WeeklyWindow {
+        start_min: 0,
+        end_min: 24 * 60,
+    };
+    let mut w = policy_world(
+        HomePolicy {
+            windows: vec![monday],
+            ..HomePolicy::default()
+        },
+        DoorKind::Front,
+    );
+    assert_eq!(
+        denied(&w.request_entry()),
+        Some(DenyReason::OutsideAllowedWindow)
+    );
+    let tuesday_evening = WeeklyWindow {
+        start_min: 24 * 60 + 22 * 60,
+        end_min: 2 * 24 * 60,
+    };
+    let mut w = policy_world(
+        HomePolicy {
+            windows: vec![tuesday_evening],
+            ..HomePolicy::default()
+        },
+        DoorKind::Front,
+    );
+    assert!(command(&{
+        w.request_entry();
+        w.proof();
+        w.attest()
+    })
+    .is_some());
+}
+
+#[test]
+fn i9_garage_only_denies_the_front_door() {
+    let garage_only = HomePolicy {
+        garage_only: true,
+        ..HomePolicy::default()
+    };
+    let mut w = policy_world(garage_only.clone(), DoorKind::Front);
+    assert_eq!(denied(&w.request_entry()), Some(DenyReason::GarageOnly));
+    let mut w = policy_world(garage_only, DoorKind::Garage);
+    w.authorise();
+}
+
+#[test]
+fn i9_vacation_mode_blocks_all() {
+    let mut w = policy_world(
+        HomePolicy {
+            vacation: true,
+            ..HomePolicy::default()
+        },
+        DoorKind::Front,
+    );
+    assert_eq!(denied(&w.request_entry()), Some(DenyReason::VacationMode));
+}
+
+#[test]
+fn i9_guard_off_vacation_mode_lets_the_driver_in() {
+    let _off = guard::disable(Guard::Policy);
+    let mut w = policy_world(
+        HomePolicy {
+            vacation: true,
+            ..HomePolicy::default()
+        },
+        DoorKind::Front,
+    );
+    w.authorise();
+}
+
+fn approval_world() -> World {
+    policy_world(
+        HomePolicy {
+            live_approval: true,
+            ..HomePolicy::default()
+        },
+        DoorKind::Front,
+    )
+}
+
+fn approval_request(out: &[Output]) -> ApprovalRequest {
+    out.iter()
+        .find_map(|o| match o {
+            Output::ApprovalRequest(a) => Some(a.clone()),
+            _ => None,
+        })
+        .expect("an approval request")
+}
+
+#[test]
+fn i9_live_approval_waits_for_the_homeowner() {
+    let mut w = approval_world();
+    let out = w.request_entry();
+    let a = approval_request(&out);
+    assert!(
+        sent(&out).is_empty(),
+        "nothing goes to the camera before approval"
+    );
+    let out = w.feed(Input::Approve { request: a.request });
+    assert!(sent(&out)
+        .iter()
+        .any(|(_, b)| matches!(b, Body::WitnessRequest(_))));
+    w.proof();
+    assert!(command(&w.attest()).is_some());
+}
+
+#[test]
+fn i9_live_approval_denied_or_timed_out() {
+    let mut w = approval_world();
+    let a = approval_request(&w.request_entry());
+    assert_eq!(
+        denied(&w.feed(Input::Deny { request: a.request })),
+        Some(DenyReason::ApprovalDenied)
+    );
+    // The lock is free again; this time nobody answers.
+    let a = approval_request(&w.request_entry());
+    w.now = a.deadline_ms - 1;
+    assert_eq!(denied(&w.feed(Input::Tick)), None);
+    w.now = a.deadline_ms;
+    assert_eq!(
+        denied(&w.feed(Input::Tick)),
+        Some(DenyReason::ApprovalTimedOut)
+    );
+}
+
+#[test]
+fn i9_blocked_driver_is_denied() {
+    let mut w = World::new();
+    w.admin(Admin::SetDriverBlocked {
+        driver: w.driver.public(),
+        blocked: true,
+    });
+    assert_eq!(denied(&w.request_entry()), Some(DenyReason::DriverBlocked));
+}
+
+#[test]
+fn i9_delivery_assigned_to_another_driver_is_denied() {
+    let mut w = World::new();
+    let other = KeyPair::from_seed(&[9; 32]);
+    w.admin(Admin::AddDriver {
+        driver: other.public(),
+        carrier: w.carrier.clone(),
+    });
+    let d = w.delivery.clone();
+    assert_eq!(
+        denied(&w.request_entry_as(&other, d)),
+        Some(DenyReason::WrongDriver)
+    );
+    // An unregistered key, a forged driver signature and an unknown delivery are refused too.
+    let stranger = KeyPair::from_seed(&[10; 32]);
+    let d = w.delivery.clone();
+    assert_eq!(
+        denied(&w.request_entry_as(&stranger, d)),
+        Some(DenyReason::UnknownKey)
+    );
+    let driver = w.driver.clone();
+    assert_eq!(
+        denied(&w.request_entry_as(&driver, id("nope"))),
+        Some(DenyReason::DeliveryUnknown)
+    );
+    let nonce = w.last_nonce.clone().unwrap();
+    let out = w.feed(Input::EntryRequest(EntryRequest {
+        delivery: w.delivery.clone(),
+        driver: w.driver.public(),
+        nonce,
+        driver_sig: other.sign(DRIVER_NONCE_CONTEXT, b"x"),
+    }));
+    assert_eq!(denied(&out), Some(DenyReason::BadSignature));
+}
+
+#[test]
+fn i9_one_entry_in_progress_per_lock() {
+    let mut w = World::new();
+    open_entry(&mut w);
+    let d2 = id("d-2");
+    w.admin(Admin::Schedule(DeliverySetup {
+        delivery: d2.clone(),
+        home: w.home.clone(),
+        lock: w.lock.id.clone(),
+        carrier: w.carrier.clone(),
+        driver: w.driver.public(),
+        not_before_ms: T0,
+        not_after_ms: T0 + 3_600_000,
+        max_open_ms: None,
+    }));
+    let driver = w.driver.clone();
+    assert_eq!(
+        denied(&w.request_entry_as(&driver, d2)),
+        Some(DenyReason::CycleInProgress)
+    );
+}
+
+// ----- S16 revocation -----
+
+#[test]
+fn s16_revocation_bumps_the_epoch_and_sends_a_signed_revocation() {
+    let mut w = World::new();
+    let out = w.admin(Admin::Revoke {
+        home: w.home.clone(),
+        item: Revoked::Driver(w.driver.public()),
+    });
+    assert_eq!(w.c.epoch(&w.home), Some(1));
+    let env = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Send { device, envelope } if *device == w.lock.id => Some(envelope.clone()),
+            _ => None,
+        })
+        .expect("a revocation for the lock");
+    env.verify_sig(&w.server_pub).unwrap();
+    match &env.body {
+        Body::Revocation(r) => {
+            assert_eq!(r.epoch, 1);
+            assert_eq!(r.items, vec![Revoked::Driver(w.driver.public())]);
+        }
+        b => panic!("{b:?}"),
+    }
+    // The lock has not applied it yet: its nonce carries epoch 0. Denied, and the lock is
+    // sent what it missed.
+    let out = w.request_entry();
+    assert_eq!(denied(&out), Some(DenyReason::Revoked));
+    // The revoked driver stays out once the lock is current too.
+    w.lock.epoch = 1;
+    assert_eq!(denied(&w.request_entry()), Some(DenyReason::Revoked));
+}
+
+#[test]
+fn s16_a_lock_behind_the_epoch_is_denied_and_brought_up_to_date() {
+    let mut w = World::new();
+    w.admin(Admin::Revoke {
+        home: w.home.clone(),
+        item: Revoked::Carrier(id("someone-else")),
+    });
+    let out = w.request_entry();
+    assert_eq!(denied(&out), Some(DenyReason::StaleEpoch));
+    assert!(sent(&out)
+        .iter()
+        .any(|(d, b)| *d == w.lock.id && matches!(b, Body::Revocation(r) if r.epoch == 1)));
+    w.lock.epoch = 1;
+    w.authorise();
+}
+
+// ----- S22 / I1 fresh receipt -----
+
+#[test]
+fn s22_no_fresh_receipt_is_denied() {
+    // The camera's uplink is cut: its attestation reaches the server (say over the lock),
+    // but no proof has arrived for a while.
+    let mut w = World::new();
+    w.idle(10_000);
+    w.request_entry();
+    let out = w.attest();
+    assert!(command(&out).is_none());
+    w.now += 1_999;
+    assert_eq!(denied(&w.feed(Input::Tick)), None);
+    w.now += 1;
+    assert_eq!(
+        denied(&w.feed(Input::Tick)),
+        Some(DenyReason::WitnessUnavailable)
+    );
+}
+
+#[test]
+fn s22_guard_off_a_stale_receipt_is_issued() {
+    let _off = guard::disable(Guard::WitnessReceipt);
+    let mut w = World::new();
+    w.idle(10_000);
+    w.request_entry();
+    let cmd = command(&w.attest()).expect("issued on a stale receipt");
+    assert!(cmd.context.body.server_ms - cmd.context.body.receipt.received_ms >= 10_000);
+}
+
+#[test]
+fn i1_the_command_binds_nonce_driver_epoch_and_receipt() {
+    let mut w = World::new();
+    let cmd = w.authorise();
+    let nonce = w.last_nonce.clone().unwrap();
+    let ctx = cmd.context.verify(&w.server_pub).unwrap();
+    assert_eq!(ctx.nonce, nonce.body.nonce);
+    assert_eq!(ctx.lock, w.lock.id);
+    assert_eq!(ctx.driver, w.driver.public());
+    assert_eq!(ctx.epoch, 0);
+    assert_eq!(ctx.server_ms, w.now);
+    assert_eq!(ctx.receipt.camera, w.cam.id);
+    assert_eq!(ctx.receipt.seq, w.cam.seq);
+    assert_eq!(ctx.receipt.head, w.cam.head);
+    cmd.witness.verify(&w.cam.key.public()).unwrap();
+    let issuer = grant::verify_cert(&cmd.issuer, &w.root.public(), &w.home, w.now).unwrap();
+    let g = grant::verify(
+        &cmd.grant,
+        &issuer.issuer,
+        &w.lock.id,
+        &w.driver.public(),
+        w.now,
+    )
+    .unwrap();
+    assert_eq!(g.id, ctx.grant);
+    assert_eq!(g.purpose, grant::Purpose::Delivery(w.delivery.clone()));
+}
+
+// ----- I10 untrusted transport -----
+
+#[test]
+fn i10_forged_lock_report_is_dropped_recorded_and_alarmed() {
+    let mut w = World::new();
+    let before = w.door();
+    // S8: a report saying "unlocked… no, locked" signed by a key that is not the lock's.
+    let mut body = w.report_body(LockEvent::BoltChanged);
+    body.bolt = Bolt::Retracted;
+    let forger = KeyPair::from_seed(&[7; 32]);
+    let env = Envelope::signed(Body::LockReport(body), &forger);
+    let lock_id = w.lock.id.clone();
+    let out = w.device(&lock_id, &env);
+    assert_eq!(alarms(&out), vec![AlarmKind::ForgedReport]);
+    assert_eq!(rejected(&out), vec![RejectReason::BadSignature]);
+    assert_eq!(w.door().lock, before.lock);
+    // A MAC from a device that holds no session.
+    w.idle(1);
+    let body = w.proof_body();
+    let body_l = w.report_body(LockEvent::Periodic);
+    let key = w.cam.session.clone().unwrap();
+    let env = Envelope::maced(Body::LockReport(body_l), &key);
+    let out = w.device(&lock_id, &env);
+    assert_eq!(rejected(&out), vec![RejectReason::BadMac]);
+    // What must be signed may not travel under the session MAC.
+    let att = Signed::sign(
+        WitnessAttestation {
+            camera: w.cam.id.clone(),
+            lock: w.lock.id.clone(),
+            nonce: Nonce([0; 32]),
+            seq: 0,
+            head: Digest::ZERO,
+            recording: true,
+        },
+        &w.cam.key,
+    );
+    let cam_id = w.cam.id.clone();
+    let out = w.device(
+        &cam_id,
+        &Envelope::maced(Body::WitnessAttestation(att), &key),
+    );
+    assert_eq!(rejected(&out), vec![RejectReason::SignatureRequired]);
+    // A camera proof with a bad MAC.
+    let bad = doorward_proto::session::SessionKey::from_parts(key.id(), [1; 32]);
+    let env = Envelope::maced(Body::CameraProof(body), &bad);
+    let out = w.device(&cam_id, &env);
+    assert_eq!(rejected(&out), vec![RejectReason::BadMac]);
+    assert_eq!(w.door().lock.value, Shown::Known(LockValue::Locked));
+}
+
+#[test]
+fn i10_unknown_device_and_wrong_topic_are_dropped() {
+    let mut w = World::new();
+    let stranger = KeyPair::from_seed(&[8; 32]);
+    let env = Envelope::signed(
+        Body::LockReport(LockReport {
+            lock: id("lock-x"),
+            seq: 1,
+            mono_ms: 1,
+            bolt: Bolt::Retracted,
+            door: Door::Open,
+            battery_pct: 50,
+            epoch: 0,
+            event: LockEvent::BoltChanged,
+            cycle: None,
+        }),
+        &stranger,
+    );
+    let out = w.device(&id("lock-x"), &env);
+    assert_eq!(rejected(&out), vec![RejectReason::UnknownDevice]);
+    assert!(alarms(&out).is_empty(), "no home to tell");
+    // A real lock's report published on a foreign topic claims to be ours: that home is told.
+    let body = w.report_body(LockEvent::Periodic);
+    let env = Envelope::signed(Body::LockReport(body), &w.lock.key);
+    let out = w.device(&id("lock-x"), &env);
+    assert_eq!(alarms(&out), vec![AlarmKind::ForgedReport]);
+    // The camera's topic carrying the lock's report.
+    let body = w.report_body(LockEvent::Periodic);
+    let env = Envelope::signed(Body::LockReport(body), &w.lock.key);
+    let cam_id = w.cam.id.clone();
+    let out = w.device(&cam_id, &env);
+    assert_eq!(rejected(&out), vec![RejectReason::WrongSource]);
+    // Garbage.
+    let out = w.feed(Input::Device {
+        from: w.lock.id.clone(),
+        bytes: vec![0xff, 0x00],
+    });
+    assert_eq!(rejected(&out), vec![RejectReason::Malformed]);
+    assert_eq!(w.door().lock.value, Shown::Known(LockValue::Locked));
+}
+
+// ----- I7 tamper-evident streams -----
+
+#[test]
+fn i7_replayed_lock_report_is_dropped_and_alarmed() {
+    let mut w = World::new();
+    // Captured: the lock's signed "bolt retracted" report.
+    w.lock.bolt = Bolt::Retracted;
+    let old = w.report_body(LockEvent::BoltChanged);
+    let old_env = Envelope::signed(Body::LockReport(old), &w.lock.key);
+    let lock_id = w.lock.id.clone();
+    w.device(&lock_id, &old_env);
+    w.set_lock(Bolt::Thrown, Door::Closed, LockEvent::BoltChanged);
+    assert_eq!(w.door().lock.value, Shown::Known(LockValue::Locked));
+    // Replayed later.
+    let out = w.device(&lock_id, &old_env);
+    assert_eq!(alarms(&out), vec![AlarmKind::StreamTampered]);
+    assert_eq!(rejected(&out), vec![RejectReason::Replay]);
+    assert_eq!(w.door().lock.value, Shown::Known(LockValue::Locked));
+}
+
+#[test]
+fn i7_duplicate_fork_gap_and_loss() {
+    let mut w = World::new();
+    let lock_id = w.lock.id.clone();
+    let body = w.report_body(LockEvent::Periodic);
+    let env = Envelope::signed(Body::LockReport(body.clone()), &w.lock.key);
+    w.device(&lock_id, &env);
+    let out = w.device(&lock_id, &env);
+    assert_eq!(rejected(&out), vec![RejectReason::Duplicate]);
+    assert!(alarms(&out).is_empty());
+    // Fork: another message under the same sequence number.
+    let mut fork = body;
+    fork.battery_pct = 89;
+    let out = w.device(
+        &lock_id,
+        &Envelope::signed(Body::LockReport(fork), &w.lock.key),
+    );
+    assert_eq!(rejected(&out), vec![RejectReason::Fork]);
+    assert_eq!(alarms(&out), vec![AlarmKind::StreamTampered]);
+    // Loss within max_seq_gap: recorded, accepted, no alarm.
+    w.lock.seq += 8;
+    let out = w.lock_report(LockEvent::Periodic);
+    assert!(rejected(&out).is_empty());
+    assert!(audits(&out)
+        .iter()
+        .any(|a| matches!(a.what, AuditKind::StreamLoss { missing: 8, .. })));
+    // A jump past it is tampering (acknowledge the open alarm first so it is raised anew).
+    let id = w.c.open_alarms().next().unwrap().alarm.id;
+    w.feed(Input::AckAlarm { id });
+    w.lock.seq += 9;
+    w.lock.bolt = Bolt::Retracted;
+    let out = w.lock_report(LockEvent::BoltChanged);
+    assert_eq!(rejected(&out), vec![RejectReason::Gap]);
+    assert_eq!(alarms(&out), vec![AlarmKind::StreamTampered]);
+    assert_eq!(w.door().lock.value, Shown::Known(LockValue::Locked));
+    // The stream goes on from there.
+    let out = w.lock_report(LockEvent::BoltChanged);
+    assert!(rejected(&out).is_empty());
+    assert_eq!(w.door().lock.value, Shown::Known(LockValue::Unlocked));
+}
+
+#[test]
+fn i7_guard_off_replay_rewrites_the_state() {
+    let _off = guard::disable(Guard::StreamSequence);
+    let mut w = World::new();
+    w.set_lock(Bolt::Retracted, Door::Closed, LockEvent::BoltChanged);
+    let old = w.report_body(LockEvent::Periodic);
+    let old_env = Envelope::signed(Body::LockReport(old), &w.lock.key);
+    let lock_id = w.lock.id.clone();
+    w.device(&lock_id, &old_env);
+    w.set_lock(Bolt::Thrown, Door::Closed, LockEvent::BoltChanged);
+    let out = w.device(&lock_id, &old_env);
+    assert!(alarms(&out).is_empty());
+    assert_eq!(w.door().lock.value, Shown::Known(LockValue::Unlocked));
+}
+
+#[test]
+fn i7_broken_camera_chain_is_alarmed() {
+    let mut w = World::new();
+    let mut p = w.proof_body();
+    p.head = Digest([3; 32]);
+    let out = w.send_proof(p);
+    assert_eq!(rejected(&out), vec![RejectReason::ChainBroken]);
+    assert_eq!(alarms(&out), vec![AlarmKind::StreamTampered]);
+    // A segment digest that is not the digest of its frames.
+    let mut w = World::new();
+    let mut p = w.proof_body();
+    p.frames.pop();
+    let out = w.send_proof(p);
+    assert_eq!(rejected(&out), vec![RejectReason::ChainBroken]);
+}
+
+#[test]
+fn i7_frozen_digests_are_alarmed() {
+    // S4: the last frame repeated.
+    let mut w = World::new();
+    let f = frame_digest(b"closed door");
+    w.cam.fixed_frames = Some(vec![f, f]);
+    let out = w.proof();
+    assert!(alarms(&out).contains(&AlarmKind::FrozenFootage));
+}
+
+#[test]
+fn i7_looped_digests_are_alarmed() {
+    // S5: A/B alternation during an entry.
+    let mut w = World::new();
+    open_entry(&mut w);
+    let (a, b) = (frame_digest(b"A"), frame_digest(b"B"));
+    w.cam.fixed_frames = Some(vec![a, b]);
+    let out = w.proof();
+    assert!(alarms(&out).is_empty(), "{:?}", alarms(&out));
+    let out = w.proof();
+    assert!(
+        alarms(&out).contains(&AlarmKind::LoopedFootage),
+        "{:?}",
+        alarms(&out)
+    );
+}
+
+#[test]
+fn i7_guard_off_frozen_and_looped_footage_pass() {
+    let _f = guard::disable(Guard::FreezeDetection);
+    let _l = guard::disable(Guard::LoopDetection);
+    let mut w = World::new();
+    open_entry(&mut w);
+    let (a, b) = (frame_digest(b"A"), frame_digest(b"B"));
+    w.cam.fixed_frames = Some(vec![a, b]);
+    let mut out = w.proof();
+    out.extend(w.proof());
+    w.cam.fixed_frames = Some(vec![a, a]);
+    out.extend(w.proof());
+    assert!(alarms(&out).is_empty(), "{:?}", alarms(&out));
+}
+
+#[test]
+fn i7_camera_observations_raise_their_alarms() {
+    let mut w = World::new();
+    w.cam.obs.blinded = true;
+    assert_eq!(alarms(&w.proof()), vec![AlarmKind::BlindedCamera]);
+    w.cam.obs.blinded = false;
+    w.cam.obs.frozen = true;
+    assert_eq!(alarms(&w.proof()), vec![AlarmKind::FrozenFootage]);
+    w.cam.obs.frozen = false;
+    w.cam.obs.looped = true;
+    assert_eq!(alarms(&w.proof()), vec![AlarmKind::LoopedFootage]);
+}
+
+#[test]
+fn i8_device_clock_jumping_ahead_is_refused() {
+    let mut w = World::new();
+    w.idle(1_000);
+    let mut p = w.proof_body();
+    p.mono_ms += 60_000;
+    let out = w.send_proof(p);
+    assert_eq!(rejected(&out), vec![RejectReason::ClockSkew]);
+    assert_eq!(alarms(&out), vec![AlarmKind::ClockSkew]);
+}
+
+// ----- I13 witnessed egress -----
+
+#[test]
+fn i13_driver_staying_in_the_zone_is_activity_after_entry() {
+    // S19: the door closes and relocks with the driver still in the zone.
+    let mut w = World::new();
+    w.enter_and_relock();
+    w.cam.obs.people_in_zone = 1;
+    let out = w.run(4_875, true, false);
+    assert!(alarms(&out).is_empty());
+    assert_eq!(w.phase(), Phase::Relocked);
+    let out = w.run(125, true, false);
+    assert_eq!(alarms(&out), vec![AlarmKind::ActivityAfterEntry]);
+    assert_eq!(w.phase(), Phase::Incident);
+}
+
+#[test]
+fn i13_activity_after_the_egress_is_alarmed() {
+    let mut w = World::new();
+    w.enter_and_relock();
+    w.run(250, true, false);
+    assert_eq!(w.phase(), Phase::EgressWitnessed);
+    w.idle(10_000);
+    w.cam.obs.people_in_zone = 1;
+    let out = w.proof();
+    assert_eq!(alarms(&out), vec![AlarmKind::ActivityAfterEntry]);
+    assert_eq!(w.phase(), Phase::Incident);
+}
+
+#[test]
+fn i13_more_in_than_out_is_alarmed() {
+    // S20: a second person follows the driver in and stays.
+    let mut w = World::new();
+    let cmd = w.authorise();
+    let grant = cmd.context.body.grant;
+    w.lock.cycle = Some(grant);
+    w.set_lock(Bolt::Retracted, Door::Closed, LockEvent::Unlocked(grant));
+    w.cam.obs.door_open = true;
+    w.cam.obs.entered += 2;
+    w.set_lock(Bolt::Retracted, Door::Open, LockEvent::DoorChanged);
+    w.run(1_000, true, true);
+    w.cam.obs.door_open = false;
+    w.cam.obs.exited += 1;
+    w.set_lock(Bolt::Retracted, Door::Closed, LockEvent::DoorChanged);
+    w.run(250, true, true);
+    w.set_lock(Bolt::Thrown, Door::Closed, LockEvent::Relocked(grant));
+    let out = w.run(125, true, false);
+    assert_eq!(alarms(&out), vec![AlarmKind::MoreInThanOut]);
+    w.idle(31_000);
+    assert_eq!(w.phase(), Phase::Incident);
+}
+
+#[test]
+fn i13_guard_off_driver_stays_and_delivery_is_done() {
+    let _off = guard::disable(Guard::EgressCheck);
+    let mut w = World::new();
+    w.enter_and_relock();
+    w.cam.obs.people_in_zone = 1;
+    w.run(6_000, true, false);
+    w.idle(31_000);
+    assert_eq!(w.phase(), Phase::Done);
+    assert!(w.alarm_kinds().is_empty());
+}
+
+// ----- I14 alarms re-sent until acknowledged -----
+
+#[test]
+fn i14_alarm_resent_until_acknowledged() {
+    let mut w = World::new();
+    w.cam.obs.blinded = true;
+    let out = w.proof();
+    let first = match &out.iter().find(|o| matches!(o, Output::Alarm(_))) {
+        Some(Output::Alarm(a)) => a.clone(),
+        _ => panic!("no alarm"),
+    };
+    assert_eq!(first.sent, 1);
+    assert!(!first.action.is_empty());
+    assert_eq!(first.evidence.as_ref().unwrap().device, w.cam.id);
+    let resends = |out: &[Output]| {
+        out.iter()
+            .filter(|o| matches!(o, Output::Alarm(a) if a.alarm.id == first.alarm.id))
+            .count()
+    };
+    assert_eq!(resends(&w.idle(9_999)), 0);
+    assert_eq!(resends(&w.idle(1)), 1);
+    assert_eq!(resends(&w.idle(10_000)), 1);
+    w.feed(Input::AckAlarm { id: first.alarm.id });
+    assert_eq!(resends(&w.idle(30_000)), 0);
+    // Still blinded: once acknowledged, a new proof raises it again.
+    assert_eq!(alarms(&w.proof()), vec![AlarmKind::BlindedCamera]);
+}

@@ -106,8 +106,6 @@ pub const MAX_WINDOWS_PER_HOME: usize = 32;
 pub const MAX_REVOKED_DRIVERS_PER_HOME: usize = 256;
 /// Most revocation messages kept per home to bring a lagging lock up to the current epoch.
 pub const MAX_REVOCATION_HISTORY: usize = 64;
-/// Most alarms attached to one delivery.
-pub const MAX_ALARMS_PER_DELIVERY: usize = 32;
 /// Truncated frame and segment digests remembered per camera during an entry, for loop
 /// detection (at 8 proofs/s of up to 16 frames: several seconds of frames).
 pub const MAX_DIGEST_HISTORY: usize = 512;

@@ -186,6 +186,7 @@ impl Control {
     }
 
     /// Records an accepted message (its bytes are its evidence).
+    #[allow(clippy::too_many_arguments)]
     fn accept(
         &self,
         now_ms: u64,

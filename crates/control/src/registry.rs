@@ -108,6 +108,8 @@ pub struct DeliverySetup {
 }
 
 /// An administrative change (homeowner or carrier API).
+// Handed over once and consumed, never stored: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Admin {
     /// Register a home.

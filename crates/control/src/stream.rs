@@ -295,10 +295,7 @@ mod tests {
         assert_eq!(s.check_clock(15_100, 250, false, 2_000), None);
         // The device clock leaps 10 s ahead while 100 ms passed: 5.175 s ahead of the
         // fastest delivery seen (the first).
-        assert_eq!(
-            s.check_clock(15_200, 10_375, false, 2_000),
-            Some(5_175)
-        );
+        assert_eq!(s.check_clock(15_200, 10_375, false, 2_000), Some(5_175));
         // A reboot resets the baseline.
         assert_eq!(s.check_clock(16_000, 5, true, 2_000), None);
     }

@@ -978,14 +978,25 @@ fn i7_audit_events_chain_export_and_verify_offline() {
         .into_iter()
         .filter(|e| e.home.as_ref() == Some(&w.home))
         .collect();
-    assert!(events.iter().any(|e| matches!(e.what, AuditKind::Authorised { .. })));
-    assert!(events.iter().any(|e| matches!(e.what, AuditKind::Phase { phase: Phase::Done, .. })));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e.what, AuditKind::Authorised { .. })));
+    assert!(events.iter().any(|e| matches!(
+        e.what,
+        AuditKind::Phase {
+            phase: Phase::Done,
+            ..
+        }
+    )));
     for e in &events {
         let bytes = e.to_bytes();
         // Canonical: the payload decodes back to the same event.
-        let back: AuditEvent = doorward_proto::codec::decode(&bytes, MAX_AUDIT_PAYLOAD_BYTES).unwrap();
+        let back: AuditEvent =
+            doorward_proto::codec::decode(&bytes, MAX_AUDIT_PAYLOAD_BYTES).unwrap();
         assert_eq!(&back, e);
-        let a = chain.append(e.at_ms, EntryKind::EVENT, None, bytes, &key).unwrap();
+        let a = chain
+            .append(e.at_ms, EntryKind::EVENT, None, bytes, &key)
+            .unwrap();
         items.push(ExportItem::Entry(a.entry));
         if let Some(c) = a.checkpoint {
             items.push(ExportItem::Checkpoint(c));

@@ -1,0 +1,361 @@
+//! Every table of the decision core has a named limit; each test here hits one.
+
+mod harness;
+
+use doorward_control::config::*;
+use doorward_control::*;
+use doorward_proto::*;
+use harness::*;
+
+fn small(f: impl FnOnce(&mut Config)) -> World {
+    let mut cfg = Config::default();
+    f(&mut cfg);
+    World::with(cfg, HomePolicy::default(), DoorKind::Front)
+}
+
+fn door(n: usize) -> DoorSetup {
+    let k = KeyPair::from_seed(&[n as u8; 32]).public();
+    DoorSetup {
+        lock: id(&format!("lock-x{n}")),
+        lock_key: k,
+        camera: id(&format!("cam-x{n}")),
+        camera_key: k,
+        kind: DoorKind::Front,
+    }
+}
+
+#[test]
+fn max_homes() {
+    let mut w = small(|c| c.max_homes = 1);
+    let issuer = KeyPair::from_seed(&[1; 32]);
+    let home = id("home-2");
+    let cert = Signed::sign(
+        IssuerCert {
+            home: home.clone(),
+            issuer: issuer.public(),
+            not_before_ms: 0,
+            not_after_ms: u64::MAX,
+            serial: 1,
+        },
+        &w.root,
+    );
+    let err =
+        w.c.admin(
+            w.now,
+            Admin::AddHome(HomeSetup {
+                home,
+                root: w.root.public(),
+                issuer,
+                cert,
+                policy: HomePolicy::default(),
+            }),
+        )
+        .unwrap_err();
+    assert_eq!(
+        err,
+        AdminError::Limit {
+            what: "homes",
+            limit: 1
+        }
+    );
+}
+
+#[test]
+fn max_devices_and_doors_per_home() {
+    let mut w = small(|c| c.max_devices = 2);
+    let err =
+        w.c.admin(
+            w.now,
+            Admin::PairDoor {
+                home: w.home.clone(),
+                door: door(1),
+            },
+        )
+        .unwrap_err();
+    assert_eq!(
+        err,
+        AdminError::Limit {
+            what: "devices",
+            limit: 2
+        }
+    );
+    let mut w = World::new();
+    for n in 1..MAX_DOORS_PER_HOME {
+        w.admin(Admin::PairDoor {
+            home: w.home.clone(),
+            door: door(n),
+        });
+    }
+    let err =
+        w.c.admin(
+            w.now,
+            Admin::PairDoor {
+                home: w.home.clone(),
+                door: door(99),
+            },
+        )
+        .unwrap_err();
+    assert_eq!(
+        err,
+        AdminError::Limit {
+            what: "doors per home",
+            limit: MAX_DOORS_PER_HOME
+        }
+    );
+}
+
+#[test]
+fn max_carriers_and_windows_per_home() {
+    let mut w = World::new();
+    for n in 1..MAX_CARRIERS_PER_HOME {
+        w.admin(Admin::OptIn {
+            home: w.home.clone(),
+            carrier: id(&format!("c{n}")),
+        });
+    }
+    let err =
+        w.c.admin(
+            w.now,
+            Admin::OptIn {
+                home: w.home.clone(),
+                carrier: id("one-more"),
+            },
+        )
+        .unwrap_err();
+    assert_eq!(
+        err,
+        AdminError::Limit {
+            what: "carriers per home",
+            limit: MAX_CARRIERS_PER_HOME
+        }
+    );
+    let window = WeeklyWindow {
+        start_min: 0,
+        end_min: 60,
+    };
+    let policy = HomePolicy {
+        windows: vec![window; MAX_WINDOWS_PER_HOME + 1],
+        ..HomePolicy::default()
+    };
+    let err =
+        w.c.admin(
+            w.now,
+            Admin::SetPolicy {
+                home: w.home.clone(),
+                policy,
+            },
+        )
+        .unwrap_err();
+    assert_eq!(
+        err,
+        AdminError::Limit {
+            what: "windows per home",
+            limit: MAX_WINDOWS_PER_HOME
+        }
+    );
+    let policy = HomePolicy {
+        windows: vec![WeeklyWindow {
+            start_min: 10,
+            end_min: 10_081,
+        }],
+        ..HomePolicy::default()
+    };
+    assert!(matches!(
+        w.c.admin(
+            w.now,
+            Admin::SetPolicy {
+                home: w.home.clone(),
+                policy
+            }
+        ),
+        Err(AdminError::BadWindow { .. })
+    ));
+}
+
+#[test]
+fn max_drivers() {
+    let mut w = small(|c| c.max_drivers = 1);
+    let err =
+        w.c.admin(
+            w.now,
+            Admin::AddDriver {
+                driver: KeyPair::from_seed(&[3; 32]).public(),
+                carrier: w.carrier.clone(),
+            },
+        )
+        .unwrap_err();
+    assert_eq!(
+        err,
+        AdminError::Limit {
+            what: "drivers",
+            limit: 1
+        }
+    );
+}
+
+#[test]
+fn max_deliveries_in_flight() {
+    let mut w = small(|c| c.max_deliveries_in_flight = 1);
+    let err =
+        w.c.admin(
+            w.now,
+            Admin::Schedule(DeliverySetup {
+                delivery: id("d-2"),
+                home: w.home.clone(),
+                lock: w.lock.id.clone(),
+                carrier: w.carrier.clone(),
+                driver: w.driver.public(),
+                not_before_ms: T0,
+                not_after_ms: T0 + 1,
+                max_open_ms: None,
+            }),
+        )
+        .unwrap_err();
+    assert_eq!(
+        err,
+        AdminError::Limit {
+            what: "deliveries in flight",
+            limit: 1
+        }
+    );
+}
+
+#[test]
+fn max_pending_requests_denies_queue_full() {
+    let cfg = Config {
+        max_pending_requests: 1,
+        ..Config::default()
+    };
+    let policy = HomePolicy {
+        live_approval: true,
+        ..HomePolicy::default()
+    };
+    let mut w = World::with(cfg, policy, DoorKind::Front);
+    assert_eq!(denied(&w.request_entry()), None);
+    assert_eq!(denied(&w.request_entry()), Some(DenyReason::QueueFull));
+}
+
+#[test]
+fn max_open_alarms_still_shows_but_stops_resending() {
+    let mut w = small(|c| c.max_open_alarms = 1);
+    w.cam.obs.blinded = true;
+    w.proof();
+    w.cam.obs.blinded = false;
+    w.cam.obs.frozen = true;
+    let out = w.proof();
+    assert_eq!(alarms(&out), vec![AlarmKind::FrozenFootage]);
+    assert_eq!(w.c.open_alarms().count(), 1);
+    let out = w.idle(10_000);
+    let resent: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Alarm(a) => Some(a.alarm.kind),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(resent, vec![AlarmKind::BlindedCamera]);
+}
+
+#[test]
+fn max_revoked_drivers_and_revocation_history() {
+    let mut w = World::new();
+    for n in 0..MAX_REVOKED_DRIVERS_PER_HOME {
+        let k = KeyPair::from_seed(&[
+            (n % 256) as u8,
+            (n / 256) as u8 + 1,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ]);
+        w.admin(Admin::Revoke {
+            home: w.home.clone(),
+            item: Revoked::Driver(k.public()),
+        });
+    }
+    let err =
+        w.c.admin(
+            w.now,
+            Admin::Revoke {
+                home: w.home.clone(),
+                item: Revoked::Driver(KeyPair::from_seed(&[200; 32]).public()),
+            },
+        )
+        .unwrap_err();
+    assert_eq!(
+        err,
+        AdminError::Limit {
+            what: "revoked drivers per home",
+            limit: MAX_REVOKED_DRIVERS_PER_HOME
+        }
+    );
+    // The lock is at epoch 0: it is sent the newest MAX_REVOCATION_HISTORY revocations only.
+    let out = w.request_entry();
+    assert_eq!(denied(&out), Some(DenyReason::StaleEpoch));
+    let epochs: Vec<u64> = sent(&out)
+        .into_iter()
+        .filter_map(|(_, b)| match b {
+            Body::Revocation(r) => Some(r.epoch),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(epochs.len(), MAX_REVOCATION_HISTORY);
+    assert_eq!(*epochs.last().unwrap(), MAX_REVOKED_DRIVERS_PER_HOME as u64);
+}
+
+#[test]
+fn max_finished_deliveries() {
+    let mut w = small(|c| c.max_finished_deliveries = 1);
+    w.enter_and_relock();
+    w.run(250, true, false);
+    w.idle(31_000);
+    w.proof();
+    w.lock_report(LockEvent::Periodic);
+    let first = w.delivery.clone();
+    assert_eq!(w.c.delivery(&first).unwrap().phase, Phase::Done);
+    w.delivery = id("d-2");
+    w.admin(Admin::Schedule(DeliverySetup {
+        delivery: w.delivery.clone(),
+        home: w.home.clone(),
+        lock: w.lock.id.clone(),
+        carrier: w.carrier.clone(),
+        driver: w.driver.public(),
+        not_before_ms: T0,
+        not_after_ms: T0 + 3_600_000,
+        max_open_ms: None,
+    }));
+    w.enter_and_relock();
+    w.run(250, true, false);
+    w.idle(31_000);
+    assert_eq!(w.phase(), Phase::Done);
+    assert!(
+        w.c.delivery(&first).is_none(),
+        "the oldest finished delivery is forgotten"
+    );
+}

@@ -193,7 +193,9 @@ pub struct Lock {
 impl Lock {
     /// Starts a lock from its last durable state (a default one on first boot). The outputs
     /// reserve a fresh block of report sequence numbers and, if the bolt is not thrown while
-    /// the door is closed, throw it (relock on boot).
+    /// the door is closed, throw it (relock on boot). Reports wait until that reservation is
+    /// acknowledged; the first time request goes out with the first [`Lock::handle`] call
+    /// ([`Lock::next_deadline_ms`] asks for one at once), since it needs randomness.
     pub fn boot(
         cfg: LockConfig,
         mut state: LockState,

@@ -131,6 +131,8 @@ pub enum Refusal {
 }
 
 /// What the camera asks its driver to do, in order.
+// A handful of outputs per proof; boxing the envelope would cost more than it saves.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Output {
     /// Make this state durable before delivering any later output.
@@ -420,12 +422,13 @@ impl Camera {
         self.flags = SegmentFlags::default();
         let interval = self.interval();
         // Keep to the grid of due times so proofs do not drift later with each late tick,
-        // but never queue a burst after a long pause.
-        self.proof_due_ms = if now_ms >= self.proof_due_ms.saturating_add(interval) {
-            now_ms.saturating_add(interval)
-        } else {
-            self.proof_due_ms.saturating_add(interval).max(now_ms + 1)
-        };
+        // but never queue a burst after a long pause. An early proof (a full segment, a
+        // witness request) leaves the grid alone.
+        if now_ms >= self.proof_due_ms.saturating_add(interval) {
+            self.proof_due_ms = now_ms.saturating_add(interval);
+        } else if now_ms >= self.proof_due_ms {
+            self.proof_due_ms = self.proof_due_ms.saturating_add(interval);
+        }
         if now_ms >= self.checkpoint_due_ms {
             self.checkpoint(now_ms, seq, out);
         }

@@ -141,23 +141,24 @@ impl std::fmt::Debug for Frame {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn regions_fit_in_the_frame_and_do_not_overlap_where_it_matters() {
-        for r in [OVERLAY, DOOR, DOOR_FRAME, WALL_REFERENCE, ENTRY_ZONE] {
-            assert!(r.x0 < r.x1 && r.x1 <= FRAME_WIDTH);
-            assert!(r.y0 < r.y1 && r.y1 <= FRAME_HEIGHT);
-        }
-        // Detectors read these three regions independently of each other and of the overlay.
-        assert!(OVERLAY.y1 <= DOOR_FRAME.y0 && OVERLAY.y1 <= WALL_REFERENCE.y0);
-        assert!(DOOR_FRAME.x1 <= WALL_REFERENCE.x0 && DOOR_FRAME.x1 <= ENTRY_ZONE.x0);
-        assert!(WALL_REFERENCE.y1 <= ENTRY_ZONE.y0);
-        assert_eq!(WALL_REFERENCE.x0 % 2, 0);
-        assert_eq!(WALL_REFERENCE.width() % 2, 0);
-        let t = THRESHOLD_X2 as usize;
-        assert!(2 * ENTRY_ZONE.x0 < t && t < 2 * ENTRY_ZONE.x1);
+// The detectors read the door, the wall reference and the entry zone independently of each
+// other and of the overlay, so the regions must fit and not overlap; checked at compile time.
+const _: () = {
+    let all = [OVERLAY, DOOR, DOOR_FRAME, WALL_REFERENCE, ENTRY_ZONE];
+    let mut i = 0;
+    while i < all.len() {
+        let r = all[i];
+        assert!(r.x0 < r.x1 && r.x1 <= FRAME_WIDTH);
+        assert!(r.y0 < r.y1 && r.y1 <= FRAME_HEIGHT);
+        i += 1;
     }
-}
+    assert!(OVERLAY.y1 <= DOOR_FRAME.y0 && OVERLAY.y1 <= WALL_REFERENCE.y0);
+    assert!(DOOR_FRAME.x1 <= WALL_REFERENCE.x0 && DOOR_FRAME.x1 <= ENTRY_ZONE.x0);
+    assert!(WALL_REFERENCE.y1 <= ENTRY_ZONE.y0);
+    // Pairs of opposite texture deviations must fall wholly inside the wall reference.
+    assert!(WALL_REFERENCE.x0 & 1 == 0 && WALL_REFERENCE.width() & 1 == 0);
+    let t = THRESHOLD_X2 as usize;
+    assert!(2 * ENTRY_ZONE.x0 < t && t < 2 * ENTRY_ZONE.x1);
+    // Flood fill indexes the entry zone with u16.
+    assert!(ENTRY_ZONE.area() <= u16::MAX as usize);
+};

@@ -58,7 +58,7 @@ fn door_reading_follows_the_door_and_is_still_when_the_door_is() {
     // (3.0–4.5 s); open and still while held (5–14 s); closed and still after 16 s.
     for (k, rep) in r.iter().enumerate() {
         let t = 125 * k as u64;
-        if t < 3_000 || t >= 16_000 {
+        if !(3_000..16_000).contains(&t) {
             assert!(!rep.door.open && !rep.door.moving, "t={t} {rep:?}");
         }
         if (3_250..=4_500).contains(&t) || (14_250..=15_500).contains(&t) {

@@ -2,10 +2,11 @@
 //! checkpoints, the collapse of routine idle proofs into per-device checkpoints, and the export
 //! format with its offline verifier.
 //!
-//! - [`AuditChain`] appends [`AuditEntry`]s. Entry `i` links to entry `i - 1`:
-//!   `hash = chain_next(prev, index, entry_digest)`, where `entry_digest` is BLAKE3 (derive-key
-//!   context `"doorward/v1 audit-entry"`) over the canonical CBOR of the entry without its
-//!   `hash` field. The first entry's `prev` is [`genesis_head`] of the home. Every
+//! - [`AuditChain`] appends [`AuditEntry`]s. An entry's `hash` is BLAKE3 (derive-key context
+//!   `"doorward/v1 audit-entry"`) over the canonical CBOR of the entry without its `hash`
+//!   field, which holds its `index` and `prev`, the hash of entry `index - 1`: one hash per
+//!   link, so verification runs at millions of entries per second. The first entry's `prev` is
+//!   [`genesis_head`] of the home. Every
 //!   [`AuditConfig::checkpoint_every_entries`] entries, and whenever asked, the chain emits an
 //!   [`AuditCheckpoint`] signed by the server key: `{home, count, head, time_ms}`.
 //! - [`ProofCollapser`] keeps routine idle proofs out of the log: per device, one run of
@@ -55,7 +56,6 @@ pub const DEFAULT_COLLAPSE_MAX_MS: u64 = 60 * 60 * 1000;
 pub const DEFAULT_MAX_COLLAPSING_DEVICES: usize = 1_000_000;
 
 const ENTRY_CONTEXT: &str = "doorward/v1 audit-entry";
-const CHAIN_CONTEXT: &str = "doorward/v1 chain";
 const GENESIS_CONTEXT: &str = "doorward/v1 audit-genesis";
 const FRAME_ENTRY: u8 = b'E';
 const FRAME_CHECKPOINT: u8 = b'C';
@@ -131,7 +131,7 @@ pub struct AuditEntry {
     /// Hash of the previous entry ([`genesis_head`] for entry 0).
     #[n(5)]
     pub prev: Digest,
-    /// `chain_next(prev, index, entry_digest)`.
+    /// BLAKE3 of the entry's canonical encoding without this field (see the module doc).
     #[n(6)]
     pub hash: Digest,
 }
@@ -183,27 +183,25 @@ pub fn genesis_head(home: &Id) -> Digest {
     ))
 }
 
-/// Precomputed BLAKE3 derive-key contexts: deriving a context costs a hash of its own, which
-/// would otherwise be paid twice per entry.
+/// The precomputed BLAKE3 derive-key context of entry hashes: deriving a context costs a
+/// hash of its own, which would otherwise be paid on every entry.
 #[derive(Clone)]
 struct Contexts {
     entry: ContextKey,
-    chain: ContextKey,
 }
 
 impl Contexts {
     fn new() -> Self {
         Contexts {
             entry: blake3::hazmat::hash_derive_key_context(ENTRY_CONTEXT),
-            chain: blake3::hazmat::hash_derive_key_context(CHAIN_CONTEXT),
         }
     }
 
-    /// The entry digest, from the canonical encoding of the whole entry: that encoding is a
+    /// The entry hash, from the canonical encoding of the whole entry: that encoding is a
     /// 7-element array whose last element is the 34-byte encoding of `hash`, so the entry
     /// without its hash is the 6-element array header followed by everything in between.
     /// `None` if `bytes` is not shaped like an encoded entry.
-    fn entry_digest(&self, bytes: &[u8]) -> Option<Digest> {
+    fn entry_hash(&self, bytes: &[u8]) -> Option<Digest> {
         let n = bytes.len();
         if n < 1 + DIGEST_CBOR_BYTES
             || bytes[0] != 0x87
@@ -215,15 +213,6 @@ impl Contexts {
         h.update(&[0x86]);
         h.update(&bytes[1..n - DIGEST_CBOR_BYTES]);
         Some(Digest(*h.finalize().as_bytes()))
-    }
-
-    /// Exactly [`doorward_proto::chain_next`], without re-deriving the context each time.
-    fn link(&self, prev: &Digest, index: u64, item: &Digest) -> Digest {
-        let mut h = blake3::Hasher::new_from_context_key(&self.chain);
-        h.update(&prev.0);
-        h.update(&index.to_be_bytes());
-        h.update(&item.0);
-        Digest(*h.finalize().as_bytes())
     }
 }
 
@@ -360,11 +349,10 @@ impl AuditChain {
         };
         self.buf.clear();
         minicbor::encode(&entry, &mut self.buf).expect("encoding into a Vec is infallible");
-        let digest = self
+        entry.hash = self
             .ctx
-            .entry_digest(&self.buf)
-            .expect("an encoded entry has the shape entry_digest expects");
-        entry.hash = self.ctx.link(&entry.prev, entry.index, &digest);
+            .entry_hash(&self.buf)
+            .expect("an encoded entry has the shape entry_hash expects");
 
         self.head = entry.hash;
         self.next_index += 1;
@@ -707,6 +695,10 @@ pub struct VerifyReport {
     pub checkpoints: u64,
     /// Hash of the last entry, as the last checkpoint signs it.
     pub head: Digest,
+    /// Entries that are collapsed runs of idle proofs ([`EntryKind::DEVICE_CHECKPOINT`]).
+    pub device_checkpoints: u64,
+    /// Server time of the last entry.
+    pub last_entry_ms: u64,
     /// Time of the last checkpoint: nothing after it is in this export. Compare `head` with
     /// the live server's to know whether the export is the whole record.
     pub last_checkpoint_ms: u64,
@@ -826,6 +818,152 @@ impl std::fmt::Display for VerifyPlace {
     }
 }
 
+/// An encoded entry read in place, without allocating: the verifier's view of
+/// [`AuditEntry`]. It accepts exactly what [`AuditEntry::from_bytes`] accepts (the rules of
+/// [`codec::decode`]: size limit, all input consumed, canonical form; and the identifier and
+/// payload limits), which a differential test checks, and reads it in one pass: parsing is a
+/// third of the cost of verifying an entry otherwise.
+#[derive(Debug, PartialEq, Eq)]
+#[cfg_attr(not(test), allow(dead_code))] // `device` and `payload` are compared by the tests.
+struct EntryView<'a> {
+    index: u64,
+    time_ms: u64,
+    kind: EntryKind,
+    device: Option<&'a str>,
+    payload: &'a [u8],
+    prev: Digest,
+    hash: Digest,
+}
+
+/// CBOR major types used by entries.
+const MAJOR_UNSIGNED: u8 = 0;
+const MAJOR_BYTES: u8 = 2;
+const MAJOR_TEXT: u8 = 3;
+const MAJOR_ARRAY: u8 = 4;
+const CBOR_NULL: u8 = 0xf6;
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn malformed(what: &str) -> DecodeError {
+        DecodeError::Malformed(what.to_owned())
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&e| e <= self.b.len())
+            .ok_or_else(|| Self::malformed("unexpected end of input"))?;
+        let out = &self.b[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+
+    /// One data item head of major type `major`, in its shortest form (as minicbor writes it).
+    fn head(&mut self, major: u8) -> Result<u64, DecodeError> {
+        let ib = self.take(1)?[0];
+        if ib >> 5 != major {
+            return Err(Self::malformed("unexpected type"));
+        }
+        let (arg, min) = match ib & 0x1f {
+            n @ 0..=23 => return Ok(u64::from(n)),
+            24 => (u64::from(self.take(1)?[0]), 24),
+            25 => (
+                u64::from(u16::from_be_bytes(self.take(2)?.try_into().expect("2"))),
+                0x100,
+            ),
+            26 => (
+                u64::from(u32::from_be_bytes(self.take(4)?.try_into().expect("4"))),
+                0x1_0000,
+            ),
+            27 => (
+                u64::from_be_bytes(self.take(8)?.try_into().expect("8")),
+                0x1_0000_0000,
+            ),
+            _ => return Err(Self::malformed("indefinite or reserved length")),
+        };
+        if arg < min {
+            return Err(DecodeError::NotCanonical);
+        }
+        Ok(arg)
+    }
+
+    fn len(&mut self, major: u8) -> Result<usize, DecodeError> {
+        usize::try_from(self.head(major)?).map_err(|_| Self::malformed("length"))
+    }
+
+    fn digest(&mut self) -> Result<Digest, DecodeError> {
+        if self.len(MAJOR_BYTES)? != 32 {
+            return Err(DecodeError::Invalid("Digest length"));
+        }
+        Ok(Digest(self.take(32)?.try_into().expect("32")))
+    }
+}
+
+impl<'a> EntryView<'a> {
+    fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        if bytes.len() > MAX_AUDIT_ENTRY_BYTES {
+            return Err(DecodeError::TooLarge {
+                len: bytes.len(),
+                limit: MAX_AUDIT_ENTRY_BYTES,
+            });
+        }
+        let mut c = Cursor { b: bytes, at: 0 };
+        if c.head(MAJOR_ARRAY)? != 7 {
+            return Err(Cursor::malformed("an entry has 7 fields"));
+        }
+        let index = c.head(MAJOR_UNSIGNED)?;
+        let time_ms = c.head(MAJOR_UNSIGNED)?;
+        let kind = u16::try_from(c.head(MAJOR_UNSIGNED)?)
+            .map(EntryKind)
+            .map_err(|_| Cursor::malformed("kind out of range"))?;
+        let device = if c.b.get(c.at) == Some(&CBOR_NULL) {
+            c.at += 1;
+            None
+        } else {
+            let n = c.len(MAJOR_TEXT)?;
+            let raw = c.take(n)?;
+            // An identifier is ASCII, so checking its rule also checks it is UTF-8.
+            let s = std::str::from_utf8(raw).map_err(|_| Cursor::malformed("invalid UTF-8"))?;
+            if !valid_id(s) {
+                return Err(DecodeError::Invalid("identifier"));
+            }
+            Some(s)
+        };
+        let n = c.len(MAJOR_BYTES)?;
+        let payload = c.take(n)?;
+        if payload.len() > MAX_AUDIT_PAYLOAD_BYTES {
+            return Err(DecodeError::Invalid("audit payload too large"));
+        }
+        let prev = c.digest()?;
+        let hash = c.digest()?;
+        if c.at != bytes.len() {
+            return Err(DecodeError::Trailing(bytes.len() - c.at));
+        }
+        Ok(EntryView {
+            index,
+            time_ms,
+            kind,
+            device,
+            payload,
+            prev,
+            hash,
+        })
+    }
+}
+
+/// The rule of [`Id`], checked without allocating one (a test holds the two together).
+fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= doorward_proto::MAX_ID_BYTES
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+}
+
 /// Reads frames from the caller's reader, reusing one buffer.
 struct Frames<R> {
     input: R,
@@ -933,6 +1071,8 @@ pub fn verify_export<R: Read>(
         entries: 0,
         checkpoints: 0,
         head,
+        device_checkpoints: 0,
+        last_entry_ms: 0,
         last_checkpoint_ms: 0,
     };
     let mut saw_checkpoint = false;
@@ -958,7 +1098,7 @@ pub fn verify_export<R: Read>(
                     failure,
                 };
                 let entry =
-                    AuditEntry::from_bytes(body).map_err(|e| err(VerifyFailure::Malformed(e)))?;
+                    EntryView::decode(body).map_err(|e| err(VerifyFailure::Malformed(e)))?;
                 if !anchored && guard::enabled(Guard::AuditCheckpoint) {
                     return Err(err(VerifyFailure::Unanchored));
                 }
@@ -969,8 +1109,7 @@ pub fn verify_export<R: Read>(
                     if entry.prev != head {
                         return Err(err(VerifyFailure::BrokenLink));
                     }
-                    let digest = ctx.entry_digest(body).ok_or(err(VerifyFailure::BadHash))?;
-                    if ctx.link(&entry.prev, entry.index, &digest) != entry.hash {
+                    if ctx.entry_hash(body) != Some(entry.hash) {
                         return Err(err(VerifyFailure::BadHash));
                     }
                 }
@@ -981,6 +1120,10 @@ pub fn verify_export<R: Read>(
                 head = entry.hash;
                 next_index = entry.index.saturating_add(1);
                 report.entries += 1;
+                report.last_entry_ms = entry.time_ms;
+                if entry.kind == EntryKind::DEVICE_CHECKPOINT {
+                    report.device_checkpoints += 1;
+                }
             }
             FRAME_CHECKPOINT => {
                 let err = |failure| VerifyError {
@@ -1135,7 +1278,7 @@ mod tests {
     }
 
     #[test]
-    fn entry_hash_is_chain_next_over_the_entry_without_its_hash() {
+    fn entry_hash_is_blake3_of_the_entry_without_its_hash() {
         #[derive(Encode)]
         struct WithoutHash<'a> {
             #[n(0)]
@@ -1164,12 +1307,120 @@ mod tests {
                 payload: &e.payload,
                 prev: e.prev,
             });
-            let digest = Digest(blake3::derive_key(ENTRY_CONTEXT, &content));
-            assert_eq!(
-                e.hash,
-                doorward_proto::chain_next(&e.prev, e.index, &digest)
-            );
+            assert_eq!(e.hash, Digest(blake3::derive_key(ENTRY_CONTEXT, &content)));
             assert_eq!(AuditEntry::from_bytes(&e.to_bytes()).as_ref(), Ok(e));
+        }
+    }
+
+    fn arb_entry() -> impl proptest::strategy::Strategy<Value = AuditEntry> {
+        use proptest::prelude::*;
+        (
+            any::<u64>(),
+            prop_oneof![any::<u64>(), 0u64..30],
+            any::<u16>(),
+            proptest::option::of("[A-Za-z0-9._:-]{1,64}"),
+            proptest::collection::vec(any::<u8>(), 0..300),
+            any::<[u8; 32]>(),
+            any::<[u8; 32]>(),
+        )
+            .prop_map(
+                |(index, time_ms, kind, device, payload, prev, hash)| AuditEntry {
+                    index,
+                    time_ms,
+                    kind: EntryKind(kind),
+                    device: device.map(|d| Id::new(d).unwrap()),
+                    payload,
+                    prev: Digest(prev),
+                    hash: Digest(hash),
+                },
+            )
+    }
+
+    fn same(view: &EntryView<'_>, e: &AuditEntry) -> bool {
+        view.index == e.index
+            && view.time_ms == e.time_ms
+            && view.kind == e.kind
+            && view.device == e.device.as_ref().map(Id::as_str)
+            && view.payload == &e.payload[..]
+            && view.prev == e.prev
+            && view.hash == e.hash
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// The verifier's one-pass parser accepts exactly what `codec::decode` accepts.
+        #[test]
+        fn entry_view_agrees_with_codec_decode(
+            e in arb_entry(),
+            edits in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 0..3),
+            cut in proptest::prelude::any::<Option<usize>>(),
+            extra in proptest::option::of(proptest::prelude::any::<u8>()),
+        ) {
+            let mut b = e.to_bytes();
+            let v = EntryView::decode(&b).unwrap();
+            proptest::prop_assert!(same(&v, &e));
+            for (pos, byte) in edits {
+                let n = b.len();
+                b[pos % n] = byte;
+            }
+            if let Some(cut) = cut {
+                b.truncate(cut % (b.len() + 1));
+            }
+            b.extend(extra);
+            let view = EntryView::decode(&b);
+            let full = AuditEntry::from_bytes(&b);
+            match (&view, &full) {
+                (Ok(v), Ok(f)) => proptest::prop_assert!(same(v, f)),
+                (Err(_), Err(_)) => {}
+                _ => proptest::prop_assert!(false, "disagree on {b:02x?}: {view:?} vs {full:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn entry_view_refuses_non_canonical_forms_as_codec_does() {
+        let e = AuditEntry {
+            index: 5,
+            time_ms: 300,
+            kind: EntryKind(1),
+            device: None,
+            payload: vec![1, 2],
+            prev: Digest::ZERO,
+            hash: Digest::ZERO,
+        };
+        let b = e.to_bytes();
+        assert_eq!(&b[..6], &[0x87, 0x05, 0x19, 0x01, 0x2c, 0x01]);
+        let variants: [Vec<u8>; 4] = [
+            // index 5 written in two bytes
+            [&[0x87, 0x18, 0x05], &b[2..]].concat(),
+            // time 300 written in four bytes
+            [&[0x87, 0x05, 0x1a, 0, 0, 0x01, 0x2c], &b[5..]].concat(),
+            // `undefined` for the absent device
+            [&b[..6], &[0xf7], &b[7..]].concat(),
+            // an indefinite-length payload
+            [&b[..7], &[0x5f, 0x42, 1, 2, 0xff], &b[10..]].concat(),
+        ];
+        for v in variants {
+            assert!(AuditEntry::from_bytes(&v).is_err(), "{v:02x?}");
+            assert!(EntryView::decode(&v).is_err(), "{v:02x?}");
+        }
+    }
+
+    #[test]
+    fn valid_id_is_the_rule_of_id() {
+        let long = "a".repeat(65);
+        for s in [
+            "",
+            "a",
+            "lock-1",
+            "a.b_c:d-e",
+            "é",
+            "a b",
+            "a/b",
+            &long[..64],
+            &long,
+        ] {
+            assert_eq!(valid_id(s), Id::new(s).is_ok(), "{s:?}");
         }
     }
 

@@ -859,6 +859,20 @@ fn i7_camera_observations_raise_their_alarms() {
 }
 
 #[test]
+fn i7_guard_off_blinded_camera_raises_nothing() {
+    // S18 with the blind check switched off: the camera says its lens is covered and the
+    // server lets it pass, so the alarm above is the guard's doing.
+    let _off = guard::disable(Guard::BlindDetection);
+    let mut w = World::new();
+    w.cam.obs.blinded = true;
+    let out = w.proof();
+    assert!(rejected(&out).is_empty());
+    assert!(alarms(&out).is_empty(), "{:?}", alarms(&out));
+    let out = w.run(1_000, true, false);
+    assert!(alarms(&out).is_empty(), "{:?}", alarms(&out));
+}
+
+#[test]
 fn i8_device_clock_jumping_ahead_is_refused() {
     let mut w = World::new();
     w.idle(1_000);

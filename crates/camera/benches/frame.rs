@@ -71,5 +71,51 @@ fn detectors(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, frame, detectors);
+/// One simulated home-day of the camera alone: 24 h of idle supervision and two 60 s entries
+/// at 8 fps with rendered frames, proofs MAC'd under a session key, checkpoints signed. The
+/// attack lab's budget for a whole home-day is 20 ms (3,000 per CPU-minute).
+fn home_day(c: &mut Criterion) {
+    use doorward_camera::testkit::{Harness, SceneScript};
+    use doorward_camera::{Camera, CameraConfig, CameraState, Input};
+    use doorward_proto::session::SessionKey;
+    use doorward_proto::{Id, KeyPair};
+
+    const DAY_MS: u64 = 86_400_000;
+    let (t1, t2) = (10 * 3_600_000, 15 * 3_600_000);
+    let mut script = SceneScript::delivery(7, t1);
+    let second = SceneScript::delivery(7, t2);
+    script.door.extend(second.door);
+    script.people.extend(second.people);
+    let cfg = CameraConfig::new(
+        Id::new("cam-1").unwrap(),
+        KeyPair::from_seed(&[1; 32]),
+        Id::new("lock-1").unwrap(),
+        KeyPair::from_seed(&[2; 32]).public(),
+    );
+    let mut group = c.benchmark_group("home_day");
+    group.sample_size(10);
+    for (name, idle_checkpoint_ms) in [("default", 30_000), ("idle_checkpoint_10min", 600_000)] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut cfg = cfg.clone();
+                cfg.upload_segments = false;
+                cfg.idle_checkpoint_interval_ms = idle_checkpoint_ms;
+                let cam = Camera::new(cfg, CameraState::default(), 0);
+                let mut h = Harness::new(cam, script.clone(), 0);
+                let mut sent = 0usize;
+                let mut sink = |_: u64, _: doorward_camera::Output| sent += 1;
+                h.input(Input::Session(SessionKey::from_parts(1, [3; 32])));
+                h.idle_with(t1 - 5_000, &mut sink);
+                h.run_with(t1 + 55_000, &mut sink);
+                h.idle_with(t2 - 5_000, &mut sink);
+                h.run_with(t2 + 55_000, &mut sink);
+                h.idle_with(DAY_MS, &mut sink);
+                black_box(sent)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, frame, detectors, home_day);
 criterion_main!(benches);

@@ -340,12 +340,13 @@ impl Camera {
         }
     }
 
-    /// An entry is over only when the picture shows it: a recent frame with the door closed
-    /// and nobody in the zone, and no activity for `entry_quiet_ms`. Without frames the camera
-    /// cannot tell, so it stays in entry mode.
+    /// An entry is over only when the picture shows it: a recent, trustworthy frame with the
+    /// door closed and nobody in the zone, and no activity for `entry_quiet_ms`. Without
+    /// frames, or with a frozen, looped or blinded picture, the camera cannot tell, so it
+    /// stays in entry mode (a covered lens must not slow supervision down).
     fn entry_is_over(&self, now_ms: u64) -> bool {
         let quiet = now_ms.saturating_sub(self.last_activity_ms) >= self.cfg.entry_quiet_ms;
-        quiet && self.recording(now_ms) && self.latest.is_some_and(|r| !r.activity())
+        quiet && self.trouble(now_ms).is_none() && self.latest.is_some_and(|r| !r.activity())
     }
 
     fn recording(&self, now_ms: u64) -> bool {

@@ -348,3 +348,57 @@ fn idle_segments_sample_one_frame_per_interval() {
         assert!(p.proof.recording);
     }
 }
+
+#[test]
+fn i7_each_sequence_reservation_is_persisted_before_its_first_use() {
+    let rig = rig(13);
+    let mut cfg = rig.config.clone();
+    cfg.upload_segments = false;
+    // Someone lingering in the entry zone keeps the camera at 8 proofs a second.
+    let mut script = SceneScript::new(13);
+    script.people.push(PersonPath {
+        lane: 0,
+        keys: vec![(T0, -0.5), (T0 + 200_000, -0.5)],
+    });
+    let mut h = Harness::new(Camera::new(cfg, CameraState::default(), T0), script, T0);
+    let out = h.run_until(T0 + 200_000);
+    let mut reserved = 0;
+    let mut persists = 0;
+    let mut seqs = 0;
+    for (_, o) in &out {
+        match o {
+            Output::Persist(s) => {
+                assert!(s.seq_reserved > reserved);
+                reserved = s.seq_reserved;
+                persists += 1;
+            }
+            Output::Send(env) => {
+                if let Body::CameraProof(p) = &env.body {
+                    assert!(p.seq <= reserved);
+                    seqs += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(seqs > SEQ_RESERVATION_BLOCK);
+    assert_eq!(persists, seqs.div_ceil(SEQ_RESERVATION_BLOCK));
+}
+
+#[test]
+fn i4_entry_mode_does_not_end_while_the_picture_cannot_be_trusted() {
+    let rig = rig(14);
+    for attack in [Attack::Cover, Attack::Freeze, Attack::Loop { frames: 8 }] {
+        // The lens is covered (or the feed replaced) mid-entry and stays so.
+        let script = SceneScript::delivery(14, T0).attack(T0 + 8_000, T0 + 600_000, attack);
+        let mut h = Harness::new(rig.camera(T0 - 5_000), script, T0 - 5_000);
+        let out = h.run_until(T0 + 120_000);
+        assert_eq!(h.camera.mode(), Mode::Entry, "{attack:?}");
+        let late: Vec<u64> = proofs(&out)
+            .iter()
+            .map(|p| p.at_ms)
+            .filter(|t| *t > T0 + 60_000)
+            .collect();
+        assert!(late.windows(2).all(|w| w[1] - w[0] <= 125), "{attack:?}");
+    }
+}

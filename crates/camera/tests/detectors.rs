@@ -180,3 +180,76 @@ fn people_tracks_are_bounded() {
     assert_eq!(v.in_zone, 10);
     assert_eq!(p.tracked(), MAX_TRACKED_PEOPLE);
 }
+
+#[test]
+fn blobs_past_the_measuring_limit_are_still_counted() {
+    use doorward_camera::frame::{ENTRY_ZONE, FRAME_WIDTH};
+    let mut f = Frame::black();
+    doorward_camera::Renderer::new(1).render(&doorward_camera::Scene::new(1, 0), &mut f);
+    // 20 bright 2×2 blobs, two rows of ten, each 3 pixels apart.
+    let mut n = 0;
+    for row in [ENTRY_ZONE.y0 + 2, ENTRY_ZONE.y0 + 8] {
+        for i in 0..10 {
+            let x = ENTRY_ZONE.x0 + 1 + 3 * i;
+            for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                f.pixels[(row + dy) * FRAME_WIDTH + x + dx] = 250;
+            }
+            n += 1;
+        }
+    }
+    assert!(n > MAX_BLOBS);
+    let mut p = PeopleDetector::default();
+    assert_eq!(p.observe(&f).in_zone as usize, n);
+    assert_eq!(p.tracked(), MAX_TRACKED_PEOPLE);
+}
+
+#[test]
+fn a_jump_longer_than_one_step_is_a_new_person_not_a_crossing() {
+    use doorward_camera::render::{Person, Renderer, Scene};
+    let mut r = Renderer::new(2);
+    let mut f = Frame::black();
+    let mut p = PeopleDetector::default();
+    let mut scene = Scene::new(2, 0);
+    // Outside, then far inside in the next frame: too far to be the same person.
+    for (t, pos) in [(0, -0.5), (125, 0.5), (250, 0.5)] {
+        scene.time_ms = t;
+        scene.people = vec![Person {
+            position: pos,
+            lane: 0,
+        }];
+        r.render(&scene, &mut f);
+        p.observe(&f);
+    }
+    let v = p.observe(&f);
+    assert_eq!((v.entered, v.exited), (0, 0));
+    // The same walk in small steps is a crossing.
+    let mut p = PeopleDetector::default();
+    for k in 0..=20 {
+        scene.time_ms = 1_000 + 125 * k;
+        scene.people = vec![Person {
+            position: -0.5 + 0.05 * k as f32,
+            lane: 0,
+        }];
+        r.render(&scene, &mut f);
+        p.observe(&f);
+    }
+    assert_eq!(p.observe(&f).entered, 1);
+}
+
+#[test]
+fn arbitrary_frames_never_panic() {
+    use rand_chacha::rand_core::{RngCore, SeedableRng};
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+    let mut det = Detectors::new();
+    let mut f = Frame::black();
+    for i in 0..2_000 {
+        rng.fill_bytes(&mut f.pixels);
+        if i % 3 == 0 {
+            // Sparse bright pixels: many tiny blobs.
+            for p in f.pixels.iter_mut() {
+                *p = if *p > 200 { 255 } else { 0 };
+            }
+        }
+        det.observe(&f);
+    }
+}

@@ -9,6 +9,12 @@
 //!   witness attestations for the paired lock's nonces (I1, I4, I10).
 //! - [`testkit`] drives a camera through a scripted scene, with attacks on its feed.
 //!
+//! Guards (see `doorward_proto::guard`): `FreezeDetection` and `LoopDetection` in
+//! [`detect::DigestHistory`], `BlindDetection` in [`detect::Detectors`], `EgressCheck` on the
+//! threshold-crossing count in [`detect::PeopleDetector`]. Comparing the camera's view of the
+//! door with the door sensor (`SceneCheck`) is the server's job: the camera reports
+//! `door_open` and `door_moving` read from pixels, and holds no door sensor.
+//!
 //! It is not the camera's IO: it reads no sensor, clock or network and draws no randomness.
 //! It may depend only on `doorward-proto` and pure libraries.
 

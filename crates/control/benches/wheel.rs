@@ -35,6 +35,25 @@ fn bench(c: &mut Criterion) {
         w.heap_bytes() as f64 / w.len() as f64
     );
     drop(w);
+    // The control core's key: an enum of device and delivery slots, 16 bytes.
+    #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+    enum Timer {
+        Silence(u32),
+        #[allow(dead_code)]
+        Request(u64),
+    }
+    let mut w = TimerWheel::new(8, T0);
+    w.reserve(DEVICES as usize);
+    for k in 0..DEVICES {
+        w.schedule(Timer::Silence(k), T0 + IDLE_GAP_MS + u64::from(k % 30_000));
+    }
+    eprintln!(
+        "wheel: {} enum keys of {} bytes, {:.1} bytes per key",
+        w.len(),
+        std::mem::size_of::<Timer>(),
+        w.heap_bytes() as f64 / w.len() as f64
+    );
+    drop(w);
 
     let mut g = c.benchmark_group("wheel_1e6");
     g.sample_size(20);

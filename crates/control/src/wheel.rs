@@ -15,6 +15,7 @@
 //! Not here: what a deadline means (witness gap, idle silence, confirmation); that belongs to
 //! the supervisor that owns the wheel. Pure: no clock, no IO, no randomness.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
@@ -82,6 +83,15 @@ pub struct TimerWheel<K: Copy + Eq + Hash> {
     max_keys: usize,
     /// Reused by `expire` so that it allocates only when a batch is larger than any before.
     fired: Vec<(u64, u64)>,
+    /// The earliest deadline when known, so that asking for it after every event costs
+    /// nothing unless the earliest key itself moved, was cancelled or fired.
+    earliest: Cell<Earliest>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Earliest {
+    Known(Option<u64>),
+    Unknown,
 }
 
 impl<K: Copy + Eq + Hash> TimerWheel<K> {
@@ -103,6 +113,7 @@ impl<K: Copy + Eq + Hash> TimerWheel<K> {
             occupied: [0; LEVELS],
             max_keys: max_keys.min(MAX_WHEEL_KEYS),
             fired: Vec::new(),
+            earliest: Cell::new(Earliest::Known(None)),
         }
     }
 
@@ -129,6 +140,7 @@ impl<K: Copy + Eq + Hash> TimerWheel<K> {
     pub fn try_schedule(&mut self, key: K, deadline_ms: u64) -> Result<(), WheelFull> {
         let idx = match self.index.get(&key) {
             Some(&idx) => {
+                self.forget_if_earliest(self.nodes[idx as usize].deadline_ms);
                 self.unlink(idx);
                 idx
             }
@@ -145,6 +157,11 @@ impl<K: Copy + Eq + Hash> TimerWheel<K> {
         };
         self.nodes[idx as usize].deadline_ms = deadline_ms;
         self.link(idx);
+        if let Earliest::Known(e) = self.earliest.get() {
+            if e.is_none_or(|e| deadline_ms < e) {
+                self.earliest.set(Earliest::Known(Some(deadline_ms)));
+            }
+        }
         Ok(())
     }
 
@@ -152,6 +169,7 @@ impl<K: Copy + Eq + Hash> TimerWheel<K> {
     pub fn cancel(&mut self, key: &K) -> bool {
         match self.index.remove(key) {
             Some(idx) => {
+                self.forget_if_earliest(self.nodes[idx as usize].deadline_ms);
                 self.unlink(idx);
                 self.release(idx);
                 true
@@ -174,6 +192,13 @@ impl<K: Copy + Eq + Hash> TimerWheel<K> {
     /// that smaller value.
     pub fn expire(&mut self, now_ms: u64, out: &mut Vec<K>) {
         let now_tick = now_ms / self.granularity_ms;
+        if let Earliest::Known(e) = self.earliest.get() {
+            if e.is_none_or(|e| e > now_ms) {
+                // Nothing is due: the common case of a timer that woke early costs nothing.
+                return;
+            }
+        }
+        self.earliest.set(Earliest::Unknown);
         let mut fired = std::mem::take(&mut self.fired);
         fired.clear();
 
@@ -220,9 +245,26 @@ impl<K: Copy + Eq + Hash> TimerWheel<K> {
         self.fired = fired;
     }
 
-    /// The earliest deadline, if any. Costs a scan of the earliest non-empty slot (and of the
-    /// keys scheduled in the past), so call it once per wake-up, not per event.
+    /// The earliest deadline, if any. Remembered between calls; after the earliest key moved,
+    /// was cancelled or fired, it costs one scan of the earliest non-empty slot.
     pub fn next_deadline(&self) -> Option<u64> {
+        if let Earliest::Known(e) = self.earliest.get() {
+            return e;
+        }
+        let e = self.scan_earliest();
+        self.earliest.set(Earliest::Known(e));
+        e
+    }
+
+    fn forget_if_earliest(&self, deadline_ms: u64) {
+        if let Earliest::Known(Some(e)) = self.earliest.get() {
+            if e == deadline_ms {
+                self.earliest.set(Earliest::Unknown);
+            }
+        }
+    }
+
+    fn scan_earliest(&self) -> Option<u64> {
         let mut best = self.min_of(DUE_LIST);
         if let Some((level, slot, _)) = self.next_slot() {
             let in_slot = self.min_of((level * SLOTS + slot) as u16);

@@ -2,7 +2,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use doorward_camera::detect::{
-    blind_check, Detectors, DigestHistory, DoorDetector, PeopleDetector,
+    blind_check, Detectors, DigestHistory, DoorDetector, PeopleDetector, MAX_DIGEST_HISTORY,
 };
 use doorward_camera::render::{Person, Renderer, Scene};
 use doorward_camera::Frame;
@@ -61,13 +61,17 @@ fn detectors(c: &mut Criterion) {
     c.bench_function("door", |b| b.iter(|| black_box(d.observe(black_box(&f)))));
     let mut p = PeopleDetector::default();
     c.bench_function("people", |b| b.iter(|| black_box(p.observe(black_box(&f)))));
+    // A miss scans the whole history: cycle through more digests than it holds.
     let mut h = DigestHistory::default();
-    for i in 0..1_000u64 {
-        h.observe(&doorward_proto::frame_digest(&i.to_le_bytes()));
-    }
-    let dg = f.digest();
-    c.bench_function("history_full", |b| {
-        b.iter(|| black_box(h.observe(black_box(&dg))))
+    let fresh: Vec<_> = (0..4 * MAX_DIGEST_HISTORY as u64)
+        .map(|i| doorward_proto::frame_digest(&i.to_le_bytes()))
+        .collect();
+    let mut i = 0;
+    c.bench_function("history_miss", |b| {
+        b.iter(|| {
+            i = (i + 1) % fresh.len();
+            black_box(h.observe(black_box(&fresh[i])))
+        })
     });
 }
 
@@ -94,7 +98,12 @@ fn home_day(c: &mut Criterion) {
     );
     let mut group = c.benchmark_group("home_day");
     group.sample_size(10);
-    for (name, idle_checkpoint_ms) in [("default", 30_000), ("idle_checkpoint_10min", 600_000)] {
+    let cases = [
+        ("default", 30_000, true),
+        ("idle_checkpoint_10min", 600_000, true),
+        ("idle_only_checkpoint_10min", 600_000, false),
+    ];
+    for (name, idle_checkpoint_ms, entries) in cases {
         group.bench_function(name, |b| {
             b.iter(|| {
                 let mut cfg = cfg.clone();
@@ -105,10 +114,12 @@ fn home_day(c: &mut Criterion) {
                 let mut sent = 0usize;
                 let mut sink = |_: u64, _: doorward_camera::Output| sent += 1;
                 h.input(Input::Session(SessionKey::from_parts(1, [3; 32])));
-                h.idle_with(t1 - 5_000, &mut sink);
-                h.run_with(t1 + 55_000, &mut sink);
-                h.idle_with(t2 - 5_000, &mut sink);
-                h.run_with(t2 + 55_000, &mut sink);
+                if entries {
+                    h.idle_with(t1 - 5_000, &mut sink);
+                    h.run_with(t1 + 55_000, &mut sink);
+                    h.idle_with(t2 - 5_000, &mut sink);
+                    h.run_with(t2 + 55_000, &mut sink);
+                }
                 h.idle_with(DAY_MS, &mut sink);
                 black_box(sent)
             })

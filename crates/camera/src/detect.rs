@@ -97,11 +97,15 @@ impl DigestHistory {
 
     fn contains(&self, d: &Digest) -> bool {
         let k = key(d);
-        // A linear scan over 8-byte keys vectorises well and beats hashing at this size.
-        self.keys[..self.len]
-            .iter()
-            .enumerate()
-            .any(|(i, kk)| *kk == k && self.digests[i] == *d)
+        let keys = &self.keys[..self.len];
+        // A branch-free scan over 8-byte keys vectorises and beats hashing at this size; the
+        // rare key match is then confirmed on the whole digest.
+        if !keys.iter().fold(false, |hit, kk| hit | (*kk == k)) {
+            return false;
+        }
+        keys.iter()
+            .zip(self.digests.iter())
+            .any(|(kk, dd)| *kk == k && dd == d)
     }
 
     /// Digests remembered (at most [`MAX_DIGEST_HISTORY`]).

@@ -4,14 +4,14 @@
 use doorward_proto::guard::{self, Guard};
 use doorward_proto::session;
 use doorward_proto::{
-    AlarmKind, Auth, Body, Bolt, CameraProof, Digest, Door, Envelope, Id, LockEvent, LockReport,
-    TimeSync,
+    AlarmKind, Auth, Body, Bolt, CameraProof, Checkpoint, Digest, Door, Envelope, Id, LockEvent,
+    LockReport, TimeSync,
 };
 
 use crate::control::{Control, Raise, Timer};
 use crate::io::*;
 use crate::registry::{CameraSeen, LockSeen, Seen, Side};
-use crate::stream::{check_chain, check_digests, SeqVerdict};
+use crate::stream::{check_chain, check_digests, CheckpointVerdict, SeqVerdict};
 
 /// BLAKE3 of the bytes as received: the identity of a message in the record.
 pub(crate) fn message_digest(bytes: &[u8]) -> Digest {
@@ -82,12 +82,17 @@ impl Control {
             return self.forged(now_ms, slot, digest, reason, None, out);
         }
         let is_lock = dev.lock().is_some();
+        // The digest the device chains into its checkpoints, for the messages it sequences.
+        let item = match &env.body {
+            Body::LockReport(_) | Body::CameraProof(_) => doorward_proto::message_digest(&env.body),
+            _ => Digest::ZERO,
+        };
         match env.body {
             Body::LockReport(r) if is_lock => {
-                self.on_lock_report(now_ms, slot, r, signed, digest, bytes, out)
+                self.on_lock_report(now_ms, slot, r, signed, digest, item, bytes, out)
             }
             Body::CameraProof(p) if !is_lock => {
-                self.on_camera_proof(now_ms, slot, p, signed, digest, bytes, out)
+                self.on_camera_proof(now_ms, slot, p, signed, digest, item, bytes, out)
             }
             Body::WitnessAttestation(_) | Body::SessionHello(_) | Body::Checkpoint(_)
                 if !signed =>
@@ -168,15 +173,84 @@ impl Control {
                         now_ms,
                         Some(home),
                         AuditKind::StreamLoss {
-                            device: from,
+                            device: from.clone(),
                             seq: c.seq,
                             missing,
                         },
                         out,
                     );
                 }
+                if guard::enabled(Guard::CheckpointChain) {
+                    self.on_checkpoint(now_ms, slot, &c, digest, out);
+                }
             }
             _ => self.reject(now_ms, slot, digest, RejectReason::Unexpected, None, out),
+        }
+    }
+
+    /// Holds a signed checkpoint against the messages accepted from the device (I7, I10); the
+    /// rule for loss is on [`crate::stream::Supervision::check_checkpoint`].
+    fn on_checkpoint(
+        &mut self,
+        now_ms: u64,
+        slot: u32,
+        c: &Checkpoint,
+        digest: Digest,
+        out: &mut Vec<Output>,
+    ) {
+        let verdict = self.devices[slot as usize]
+            .sup
+            .check_checkpoint(c.seq, &c.head);
+        let dev = &self.devices[slot as usize];
+        let (home, id) = (dev.home, dev.id.clone());
+        match verdict {
+            CheckpointVerdict::Verified | CheckpointVerdict::Deferred => {}
+            CheckpointVerdict::Reanchored => self.audit(
+                now_ms,
+                Some(home),
+                AuditKind::Reanchored {
+                    device: id,
+                    seq: c.seq,
+                },
+                out,
+            ),
+            CheckpointVerdict::Mismatch { held } => {
+                self.audit(
+                    now_ms,
+                    Some(home),
+                    AuditKind::CheckpointMismatch {
+                        device: id.clone(),
+                        seq: c.seq,
+                        device_head: c.head,
+                        server_head: held,
+                    },
+                    out,
+                );
+                let delivery = self.door_delivery(slot);
+                let detail = format!(
+                    "The signed checkpoint of {id} at sequence {} does not match the messages \
+                     the server accepted: one was altered, injected or replaced.",
+                    c.seq
+                );
+                // The evidence is the signed checkpoint itself, not the newest proof.
+                let evidence = Evidence {
+                    device: id,
+                    seq: c.seq,
+                    digest,
+                };
+                self.raise_with(
+                    now_ms,
+                    Raise {
+                        kind: AlarmKind::StreamTampered,
+                        home,
+                        device: Some(slot),
+                        delivery,
+                        detail,
+                    },
+                    Some(evidence),
+                    out,
+                );
+            }
         }
     }
 
@@ -312,6 +386,7 @@ impl Control {
         mono_ms: u64,
         rebooted: bool,
         digest: Digest,
+        item: Digest,
         out: &mut Vec<Output>,
     ) -> Result<(), ()> {
         if guard::enabled(Guard::StreamSequence) {
@@ -354,7 +429,7 @@ impl Control {
                 SeqVerdict::Gap { .. } => {
                     // Re-anchor on the jump so that the stream goes on being checked; the
                     // message itself is not taken as evidence.
-                    self.devices[slot as usize].sup.advance(seq, &digest);
+                    self.devices[slot as usize].sup.advance(seq, &digest, &item);
                     Some((RejectReason::Gap, "skipped many messages"))
                 }
             };
@@ -372,7 +447,8 @@ impl Control {
         let ahead = self.devices[slot as usize]
             .sup
             .check_clock(now_ms, mono_ms, rebooted, skew);
-        self.devices[slot as usize].sup.advance(seq, &digest);
+        // Chained even when the clock check refuses it below: the device chained it too.
+        self.devices[slot as usize].sup.advance(seq, &digest, &item);
         if let Some(ahead) = ahead {
             if guard::enabled(Guard::ClockSkew) {
                 self.reject(
@@ -403,6 +479,7 @@ impl Control {
         r: LockReport,
         signed: bool,
         digest: Digest,
+        item: Digest,
         bytes: Vec<u8>,
         out: &mut Vec<Output>,
     ) {
@@ -431,6 +508,7 @@ impl Control {
                 r.mono_ms,
                 r.event == LockEvent::Boot,
                 digest,
+                item,
                 out,
             )
             .is_err()
@@ -617,6 +695,7 @@ impl Control {
         p: CameraProof,
         _signed: bool,
         digest: Digest,
+        item: Digest,
         bytes: Vec<u8>,
         out: &mut Vec<Output>,
     ) {
@@ -624,7 +703,7 @@ impl Control {
         let seen_before = sup.seen;
         let consecutive = sup.seen && p.seq == sup.last_seq.wrapping_add(1);
         if self
-            .sequence(now_ms, c, p.seq, p.mono_ms, false, digest, out)
+            .sequence(now_ms, c, p.seq, p.mono_ms, false, digest, item, out)
             .is_err()
         {
             return;

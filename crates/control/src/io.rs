@@ -520,6 +520,37 @@ pub enum AuditKind {
         #[n(1)]
         reason: DenyReason,
     },
+    /// A device's signed checkpoint disagrees with the messages the server accepted from it
+    /// (every one since the last anchor arrived): one was altered or injected. The checkpoint
+    /// itself is the `Accepted` record just before.
+    #[n(17)]
+    CheckpointMismatch {
+        /// The device.
+        #[n(0)]
+        device: Id,
+        /// The checkpoint's sequence number.
+        #[n(1)]
+        seq: u64,
+        /// The head the device signed.
+        #[n(2)]
+        device_head: Digest,
+        /// The head over the messages the server accepted.
+        #[n(3)]
+        server_head: Digest,
+    },
+    /// A device's checkpoint could not be checked, because messages before it were lost (see
+    /// the `StreamLoss` records) or the server held no anchor yet (first contact, reboot,
+    /// restart). The messages since the previous anchor rest on their MACs alone; the stream
+    /// is checked from this checkpoint on.
+    #[n(18)]
+    Reanchored {
+        /// The device.
+        #[n(0)]
+        device: Id,
+        /// The checkpoint's sequence number.
+        #[n(1)]
+        seq: u64,
+    },
 }
 
 /// One audit record: every decision and state change, with its evidence.

@@ -12,7 +12,7 @@ use doorward_proto::{chain_next, segment_digest, CameraProof, Digest};
 use crate::config::{IDLE_SEGMENT_HISTORY, MAX_DIGEST_HISTORY};
 
 /// What the server keeps to supervise one device's stream, whatever its role.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct Supervision {
     /// Newest accepted sequence number (meaningful once `seen`).
     pub last_seq: u64,
@@ -29,8 +29,31 @@ pub(crate) struct Supervision {
     pub seen: bool,
     /// Whether the clock baseline is set.
     pub clock_set: bool,
+    /// Whether `msg_head` is the device's message-chain head at `last_seq`: every message
+    /// since the last anchor (a checkpoint taken as the device's word) arrived, in order.
+    pub head_ok: bool,
+    /// The device's message chain as the server rebuilds it from the messages it accepted:
+    /// `chain_next(prev, seq, message_digest(body))` from the last anchor (see
+    /// [`Supervision::check_checkpoint`]). Meaningful only while `head_ok`.
+    pub msg_head: Digest,
     /// The session key for MAC'd routine messages.
     pub session: Option<SessionKey>,
+}
+
+impl Default for Supervision {
+    fn default() -> Self {
+        Supervision {
+            last_seq: 0,
+            last_short: 0,
+            last_rx_ms: 0,
+            min_offset_ms: 0,
+            seen: false,
+            clock_set: false,
+            head_ok: false,
+            msg_head: Digest::ZERO,
+            session: None,
+        }
+    }
 }
 
 /// Verdict of the sequence check.
@@ -48,6 +71,24 @@ pub(crate) enum SeqVerdict {
     Fork,
     /// A jump past `max_seq_gap`.
     Gap { missing: u64 },
+}
+
+/// What a signed checkpoint says about the stream the server accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CheckpointVerdict {
+    /// Every message since the anchor arrived and the heads agree.
+    Verified,
+    /// The heads disagree although every message since the anchor arrived: a message was
+    /// altered or injected (or the device's own was dropped and replaced). `held` is the
+    /// server's head; the stream is anchored on the device's head from here.
+    Mismatch { held: Digest },
+    /// Messages before the checkpoint were lost (or the server held no anchor yet): it cannot
+    /// be checked, and the stream is anchored on the device's head from here.
+    Reanchored,
+    /// The checkpoint does not name the newest message the server holds (it overtook its own
+    /// messages, came late or is replayed): it checks nothing and changes nothing. The chain
+    /// is cumulative, so the next checkpoint that lines up covers these messages too.
+    Deferred,
 }
 
 /// First 8 bytes of a digest, for compact histories (a 2^-64 collision is not a concern).
@@ -79,11 +120,57 @@ impl Supervision {
         }
     }
 
-    /// Moves the stream to `seq` (accepted, or re-anchored after a dropped jump).
-    pub fn advance(&mut self, seq: u64, digest: &Digest) {
+    /// Moves the stream to `seq` (accepted, or re-anchored after a dropped jump). `item` is
+    /// the message's [`doorward_proto::message_digest`]: it extends the running head when the
+    /// message directly follows the one before; after a loss or a jump the head is unknown
+    /// until a checkpoint anchors it again.
+    pub fn advance(&mut self, seq: u64, digest: &Digest, item: &Digest) {
+        let next = self.seen && Some(seq) == self.last_seq.checked_add(1);
+        if next && self.head_ok {
+            self.msg_head = chain_next(&self.msg_head, seq, item);
+        } else {
+            self.head_ok = false;
+        }
         self.last_seq = seq;
         self.last_short = short(digest);
         self.seen = true;
+    }
+
+    /// Compares a signed checkpoint (`seq`, `head`) with the running head, and anchors the
+    /// stream on it when the running head is unknown.
+    ///
+    /// The rule, with loss in mind (the broker may drop 1 % of packets, and a checkpoint can
+    /// only vouch for messages the server holds):
+    /// - A checkpoint is checked only when it names the newest message the server holds
+    ///   (`seq == last_seq`); otherwise it is deferred. Deferring loses nothing: the device's
+    ///   chain runs from its boot, so the next checkpoint that lines up covers every message
+    ///   since the anchor.
+    /// - If every message since the anchor arrived in order, the heads must be equal;
+    ///   anything else is tampering, whatever was lost elsewhere. A mismatch is never waived.
+    /// - Only when messages since the anchor are provably missing (a sequence number the
+    ///   server never accepted, each one recorded as `StreamLoss`), or when there is no anchor
+    ///   yet (first contact, device reboot, server restart), does the checkpoint re-anchor
+    ///   without alarm. The messages of that window stay authenticated by their MACs alone,
+    ///   and the record says so (`Reanchored`). A forger holding a session key could hide an
+    ///   altered message only in such a window, by also dropping one of its messages; each
+    ///   such window is on record, and windows after it are checked again.
+    pub fn check_checkpoint(&mut self, seq: u64, head: &Digest) -> CheckpointVerdict {
+        if !self.seen || seq != self.last_seq {
+            return CheckpointVerdict::Deferred;
+        }
+        let verdict = if !self.head_ok {
+            CheckpointVerdict::Reanchored
+        } else if self.msg_head == *head {
+            return CheckpointVerdict::Verified;
+        } else {
+            CheckpointVerdict::Mismatch {
+                held: self.msg_head,
+            }
+        };
+        // Anchor on the device's signed word, so the next window is checked on its own.
+        self.msg_head = *head;
+        self.head_ok = true;
+        verdict
     }
 
     /// Checks the device's monotonic clock against server time. Returns by how much the
@@ -277,13 +364,45 @@ mod tests {
     fn sequence_verdicts() {
         let mut s = Supervision::default();
         assert_eq!(s.check_seq(5, &d(1), 2), SeqVerdict::Next);
-        s.advance(5, &d(1));
+        s.advance(5, &d(1), &d(1));
         assert_eq!(s.check_seq(6, &d(2), 2), SeqVerdict::Next);
         assert_eq!(s.check_seq(5, &d(1), 2), SeqVerdict::Duplicate);
         assert_eq!(s.check_seq(5, &d(9), 2), SeqVerdict::Fork);
         assert_eq!(s.check_seq(4, &d(1), 2), SeqVerdict::Replay);
         assert_eq!(s.check_seq(8, &d(1), 2), SeqVerdict::Loss { missing: 2 });
         assert_eq!(s.check_seq(9, &d(1), 2), SeqVerdict::Gap { missing: 3 });
+    }
+
+    #[test]
+    fn checkpoint_verdicts() {
+        use CheckpointVerdict::*;
+        let mut s = Supervision::default();
+        assert_eq!(s.check_checkpoint(1, &d(9)), Deferred, "nothing seen yet");
+        // Met mid-stream: no anchor yet.
+        s.advance(1, &d(1), &d(1));
+        assert_eq!(s.check_checkpoint(1, &d(9)), Reanchored);
+        s.advance(2, &d(2), &d(2));
+        let h2 = chain_next(&d(9), 2, &d(2));
+        assert_eq!(s.check_checkpoint(2, &h2), Verified);
+        assert_eq!(s.check_checkpoint(1, &d(9)), Deferred, "late");
+        assert_eq!(s.check_checkpoint(3, &d(9)), Deferred, "early");
+        s.advance(3, &d(3), &d(3));
+        let h3 = chain_next(&h2, 3, &d(3));
+        assert_eq!(s.check_checkpoint(3, &d(7)), Mismatch { held: h3 });
+        // Anchored on the device's word: the next window is checked against it.
+        s.advance(4, &d(4), &d(4));
+        assert_eq!(
+            s.check_checkpoint(4, &chain_next(&d(7), 4, &d(4))),
+            Verified
+        );
+        // A loss leaves nothing to check: the checkpoint anchors again.
+        s.advance(6, &d(6), &d(6));
+        assert_eq!(s.check_checkpoint(6, &d(8)), Reanchored);
+        s.advance(7, &d(7), &d(7));
+        assert_eq!(
+            s.check_checkpoint(7, &chain_next(&d(8), 7, &d(7))),
+            Verified
+        );
     }
 
     #[test]

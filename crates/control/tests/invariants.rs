@@ -872,6 +872,166 @@ fn i7_guard_off_blinded_camera_raises_nothing() {
     assert!(alarms(&out).is_empty(), "{:?}", alarms(&out));
 }
 
+// ----- I7, I10 signed checkpoints over the MAC'd stream -----
+
+fn reanchored(out: &[Output]) -> usize {
+    audits(out)
+        .iter()
+        .filter(|a| matches!(a.what, AuditKind::Reanchored { .. }))
+        .count()
+}
+
+fn mismatches(out: &[Output]) -> usize {
+    audits(out)
+        .iter()
+        .filter(|a| matches!(a.what, AuditKind::CheckpointMismatch { .. }))
+        .count()
+}
+
+/// The session key has leaked: the attacker drops the camera's next proof (which saw someone
+/// at the door) and sends, under the same MAC key, the same proof with nobody in view. Returns
+/// the outputs of the forged proof.
+fn replace_next_proof(w: &mut World) -> Vec<Output> {
+    w.idle(125);
+    w.cam.obs.people_in_zone = 1;
+    let real = w.proof_body();
+    w.cam.obs.people_in_zone = 0;
+    let _dropped = w.proof_envelope(real.clone());
+    let mut forged = real;
+    forged.obs.people_in_zone = 0;
+    let env = Envelope::maced(Body::CameraProof(forged), w.cam.session.as_ref().unwrap());
+    let cam_id = w.cam.id.clone();
+    w.device(&cam_id, &env)
+}
+
+#[test]
+fn i10_checkpoints_that_match_the_stream_pass() {
+    let mut w = World::new();
+    // The server met the camera mid-stream: its first checkpoint anchors the chain.
+    let out = w.checkpoint();
+    assert_eq!(reanchored(&out), 1);
+    let out = w.run(5_000, true, false);
+    assert!(alarms(&out).is_empty(), "{:?}", alarms(&out));
+    assert_eq!((reanchored(&out), mismatches(&out)), (0, 0));
+    let checkpoints = sent_checkpoints(&out);
+    assert!(checkpoints >= 4, "{checkpoints} checkpoints");
+}
+
+fn sent_checkpoints(out: &[Output]) -> usize {
+    audits(out)
+        .iter()
+        .filter(|a| match &a.what {
+            AuditKind::Accepted { envelope, .. } => matches!(
+                Envelope::decode(envelope).map(|e| e.body),
+                Ok(Body::Checkpoint(_))
+            ),
+            _ => false,
+        })
+        .count()
+}
+
+#[test]
+fn i10_a_proof_replaced_under_a_leaked_session_key_is_caught_by_the_next_checkpoint() {
+    let mut w = World::new();
+    w.checkpoint();
+    w.run(1_000, true, false);
+    // The forged proof passes every per-message check: MAC, sequence, footage chain.
+    let out = replace_next_proof(&mut w);
+    assert!(rejected(&out).is_empty(), "{:?}", rejected(&out));
+    assert!(alarms(&out).is_empty());
+    w.idle(125);
+    w.proof();
+    let cp = w.checkpoint_envelope();
+    let cam_id = w.cam.id.clone();
+    let out = w.device(&cam_id, &cp);
+    assert_eq!(alarms(&out), vec![AlarmKind::StreamTampered]);
+    assert_eq!(mismatches(&out), 1);
+    // The alarm rests on the signed checkpoint itself.
+    let notice = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Alarm(a) => Some(a.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let ev = notice.evidence.unwrap();
+    assert_eq!((ev.device, ev.seq), (cam_id, w.cam.seq));
+    assert_eq!(ev.digest, Digest(*blake3::hash(&cp.to_bytes()).as_bytes()));
+    // Anchored on the camera's word again: the next window is checked on its own and is clean.
+    let out = w.run(2_000, true, false);
+    assert_eq!((mismatches(&out), reanchored(&out)), (0, 0));
+}
+
+#[test]
+fn i10_guard_off_a_replaced_proof_passes_the_checkpoint() {
+    let _off = guard::disable(Guard::CheckpointChain);
+    let mut w = World::new();
+    w.checkpoint();
+    w.run(1_000, true, false);
+    let mut out = replace_next_proof(&mut w);
+    out.extend(w.proof());
+    out.extend(w.checkpoint());
+    out.extend(w.run(2_000, true, false));
+    assert!(alarms(&out).is_empty(), "{:?}", alarms(&out));
+    assert_eq!(mismatches(&out), 0);
+}
+
+#[test]
+fn i10_a_checkpoint_after_loss_reanchors_without_alarm_and_checking_resumes() {
+    let mut w = World::new();
+    w.checkpoint();
+    w.run(1_000, true, false);
+    // One proof lost on the way (1 % loss is normal), then the camera's checkpoint.
+    w.idle(125);
+    let body = w.proof_body();
+    let _lost = w.proof_envelope(body);
+    w.idle(125);
+    let mut out = w.proof();
+    out.extend(w.checkpoint());
+    assert!(alarms(&out).is_empty(), "{:?}", alarms(&out));
+    assert!(audits(&out)
+        .iter()
+        .any(|a| matches!(a.what, AuditKind::StreamLoss { missing: 1, .. })));
+    assert_eq!((reanchored(&out), mismatches(&out)), (1, 0));
+    // The next window holds every message again: a replaced proof in it is caught.
+    replace_next_proof(&mut w);
+    w.idle(125);
+    w.proof();
+    let out = w.checkpoint();
+    assert_eq!(alarms(&out), vec![AlarmKind::StreamTampered]);
+}
+
+#[test]
+fn i10_a_replaced_proof_is_caught_even_when_the_checkpoints_come_out_of_line() {
+    let mut w = World::new();
+    w.checkpoint();
+    w.run(1_000, true, false);
+    // The checkpoint overtakes the proof it names (reordered by the broker): it is deferred.
+    w.idle(125);
+    let body = w.proof_body();
+    let env = w.proof_envelope(body);
+    let early = w.checkpoint_envelope();
+    let cam_id = w.cam.id.clone();
+    let mut out = w.device(&cam_id, &early);
+    out.extend(w.device(&cam_id, &env));
+    assert!(alarms(&out).is_empty(), "{:?}", alarms(&out));
+    assert_eq!((reanchored(&out), mismatches(&out)), (0, 0));
+    // A proof replaced, then the checkpoint held back behind a later proof: deferred too.
+    replace_next_proof(&mut w);
+    let late = w.checkpoint_envelope();
+    w.idle(125);
+    let mut out = w.proof();
+    out.extend(w.device(&cam_id, &late));
+    assert!(alarms(&out).is_empty(), "{:?}", alarms(&out));
+    // The chain runs from the camera's boot, so the next checkpoint in line covers both
+    // windows and exposes the replaced proof.
+    w.idle(125);
+    w.proof();
+    let out = w.checkpoint();
+    assert_eq!(alarms(&out), vec![AlarmKind::StreamTampered]);
+    assert_eq!(mismatches(&out), 1);
+}
+
 #[test]
 fn i8_device_clock_jumping_ahead_is_refused() {
     let mut w = World::new();

@@ -64,6 +64,10 @@ pub enum Guard {
     /// The audit verifier checks every checkpoint's signature and that it matches the chain,
     /// and that a checkpoint covers the last entry (I7).
     AuditCheckpoint,
+    /// The server compares each signed device checkpoint with its own running head over the
+    /// messages it accepted, so a MAC'd message altered or injected before it is alarmed (I7,
+    /// I10).
+    CheckpointChain,
 }
 
 #[cfg(any(test, feature = "guard-switches"))]

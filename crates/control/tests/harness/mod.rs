@@ -30,6 +30,8 @@ pub struct CamSim {
     pub key: KeyPair,
     pub seq: u64,
     pub head: Digest,
+    /// The chain of every proof sent, as the camera chains it into its checkpoints.
+    pub msg_head: Digest,
     pub frame: u64,
     pub obs: Observations,
     pub recording: bool,
@@ -100,6 +102,7 @@ impl World {
             key: KeyPair::generate(&mut rng),
             seq: 0,
             head: Digest::ZERO,
+            msg_head: Digest::ZERO,
             frame: 0,
             obs: Observations::default(),
             recording: true,
@@ -210,6 +213,10 @@ impl World {
             out.extend(self.feed(Input::Tick));
             if camera {
                 out.extend(self.proof());
+                // Like the camera during an entry: a signed checkpoint every second.
+                if self.cam.seq.is_multiple_of(8) {
+                    out.extend(self.checkpoint());
+                }
             }
             if lock {
                 out.extend(self.lock_report(LockEvent::Periodic));
@@ -301,7 +308,33 @@ impl World {
     }
 
     pub fn send_proof(&mut self, body: CameraProof) -> Vec<Output> {
-        let env = Envelope::maced(Body::CameraProof(body), self.cam.session.as_ref().unwrap());
+        let env = self.proof_envelope(body);
+        let cam_id = self.cam.id.clone();
+        self.device(&cam_id, &env)
+    }
+
+    /// A proof MAC'd under the session key and chained into the camera's message chain, as
+    /// the camera does, without sending it (to lose it, reorder it or replace it).
+    pub fn proof_envelope(&mut self, body: CameraProof) -> Envelope {
+        let body = Body::CameraProof(body);
+        self.cam.msg_head = chain_next(&self.cam.msg_head, self.cam.seq, &message_digest(&body));
+        Envelope::maced(body, self.cam.session.as_ref().unwrap())
+    }
+
+    /// The camera's signed checkpoint over every proof it sent, as the camera makes it.
+    pub fn checkpoint_envelope(&self) -> Envelope {
+        let body = Body::Checkpoint(Checkpoint {
+            device: self.cam.id.clone(),
+            seq: self.cam.seq,
+            head: self.cam.msg_head,
+            mono_ms: self.now - T0 + 5_000,
+        });
+        Envelope::signed(body, &self.cam.key)
+    }
+
+    /// The camera sends its signed checkpoint.
+    pub fn checkpoint(&mut self) -> Vec<Output> {
+        let env = self.checkpoint_envelope();
         let cam_id = self.cam.id.clone();
         self.device(&cam_id, &env)
     }

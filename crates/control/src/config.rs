@@ -62,6 +62,17 @@ pub struct Config {
     pub max_open_alarms: usize,
     /// Most finished deliveries kept for queries (oldest forgotten first).
     pub max_finished_deliveries: usize,
+    /// How long a new session key waits for the device's first message under it. Until then
+    /// the device's current key stays in force, so a replayed hello displaces nothing; past
+    /// it the new key is forgotten. Longer than the idle interval, so an idle device's next
+    /// proof finds its key.
+    pub session_confirm_ms: u64,
+    /// Most handshakes answered per `session_confirm_ms` (keys waiting for their first use,
+    /// and those that found it within that time); more hellos are refused until it passes.
+    pub max_pending_sessions: usize,
+    /// Hello digests remembered to refuse replays (oldest forgotten first). A replay older
+    /// than that is answered but still displaces nothing.
+    pub max_recent_hellos: usize,
 }
 
 impl Default for Config {
@@ -92,6 +103,9 @@ impl Default for Config {
             max_pending_requests: 10_000,
             max_open_alarms: 100_000,
             max_finished_deliveries: 10_000,
+            session_confirm_ms: 90_000,
+            max_pending_sessions: 65_536,
+            max_recent_hellos: 65_536,
         }
     }
 }

@@ -114,7 +114,21 @@ pub struct Control {
     pub(crate) alarm_keys: HashSet<(AlarmKind, u32, u32)>,
     pub(crate) next_alarm: u64,
     pub(crate) histories: HashMap<u32, FrameHistory>,
+    /// Session keys agreed and not yet used, by session id.
+    pub(crate) pending_sessions: HashMap<u64, PendingSession>,
+    /// Session ids in the order agreed, with when each stops waiting: bounds the handshakes
+    /// per `session_confirm_ms`.
+    pub(crate) pending_order: VecDeque<(u64, u64)>,
+    /// Short digests of recent hellos, with the session each one opened.
+    pub(crate) recent_hellos: HashMap<u64, u64>,
+    pub(crate) recent_order: VecDeque<u64>,
     fired: Vec<Timer>,
+}
+
+/// A session key agreed with a device and not yet used by it.
+pub(crate) struct PendingSession {
+    pub slot: u32,
+    pub key: doorward_proto::session::SessionKey,
 }
 
 /// No device or delivery: the placeholder in alarm dedup keys.
@@ -155,6 +169,10 @@ impl Control {
             alarm_keys: HashSet::new(),
             next_alarm: 1,
             histories: HashMap::new(),
+            pending_sessions: HashMap::new(),
+            pending_order: VecDeque::new(),
+            recent_hellos: HashMap::new(),
+            recent_order: VecDeque::new(),
             fired: Vec::new(),
         }
     }

@@ -8,10 +8,10 @@ use doorward_proto::{
     LockReport, TimeSync,
 };
 
-use crate::control::{Control, Raise, Timer};
+use crate::control::{Control, PendingSession, Raise, Timer};
 use crate::io::*;
 use crate::registry::{CameraSeen, LockSeen, Seen, Side};
-use crate::stream::{check_chain, check_digests, CheckpointVerdict, SeqVerdict};
+use crate::stream::{check_chain, check_digests, short, CheckpointVerdict, SeqVerdict};
 
 /// BLAKE3 of the bytes as received: the identity of a message in the record.
 pub(crate) fn message_digest(bytes: &[u8]) -> Digest {
@@ -69,18 +69,31 @@ impl Control {
         }
         let signed = matches!(env.auth, Auth::Sig(_));
         let dev = &self.devices[slot as usize];
+        // A MAC names its session: the device's current key, or one agreed since and not yet
+        // used (which the first message under it puts in force).
+        let mut confirms = None;
         let auth = match &env.auth {
             Auth::Sig(_) => env
                 .verify_sig(&dev.key)
                 .map_err(|_| RejectReason::BadSignature),
-            Auth::Mac { .. } => match &dev.sup.session {
-                Some(k) => env.verify_mac(k).map_err(|_| RejectReason::BadMac),
-                None => Err(RejectReason::BadMac),
+            Auth::Mac { session: sid, .. } => match &dev.sup.session {
+                Some(k) if k.id() == *sid => env.verify_mac(k).map_err(|_| RejectReason::BadMac),
+                _ => match self.pending_sessions.get(sid) {
+                    Some(p) if p.slot == slot => {
+                        confirms = Some(*sid);
+                        env.verify_mac(&p.key).map_err(|_| RejectReason::BadMac)
+                    }
+                    _ => Err(RejectReason::BadMac),
+                },
             },
         };
         if let Err(reason) = auth {
             return self.forged(now_ms, slot, digest, reason, None, out);
         }
+        if let Some(sid) = confirms {
+            self.confirm_session(now_ms, slot, sid, out);
+        }
+        let dev = &self.devices[slot as usize];
         let is_lock = dev.lock().is_some();
         // The digest the device chains into its checkpoints, for the messages it sequences.
         let item = match &env.body {
@@ -111,11 +124,33 @@ impl Control {
                 self.on_attestation(now_ms, slot, a, out);
             }
             Body::SessionHello(h) => {
+                let guarded = guard::enabled(Guard::SessionReplay);
+                let hello = short(&session::hello_digest(&h));
+                if guarded && self.refuse_hello(now_ms, slot, hello, digest, out) {
+                    return;
+                }
                 let id = self.rng_u64();
                 match session::respond(&h, id, &mut self.rng) {
                     Ok((accept, key)) => {
                         self.accept(now_ms, slot, 0, digest, bytes, false, out);
-                        self.devices[slot as usize].sup.session = Some(key);
+                        if guarded {
+                            // The new key waits for its first use: until then the current one
+                            // stays in force, so a replayed hello, whose key nobody holds,
+                            // cannot displace a working session.
+                            self.pending_sessions
+                                .insert(id, PendingSession { slot, key });
+                            self.pending_order
+                                .push_back((id, now_ms + self.cfg.session_confirm_ms));
+                            if self.recent_order.len() >= self.cfg.max_recent_hellos {
+                                if let Some(old) = self.recent_order.pop_front() {
+                                    self.recent_hellos.remove(&old);
+                                }
+                            }
+                            self.recent_order.push_back(hello);
+                            self.recent_hellos.insert(hello, id);
+                        } else {
+                            self.devices[slot as usize].sup.session = Some(key);
+                        }
                         let home = self.devices[slot as usize].home;
                         self.audit(
                             now_ms,
@@ -252,6 +287,76 @@ impl Control {
                 );
             }
         }
+    }
+
+    /// Whether a session hello must be refused (and so recorded): one seen recently, or one
+    /// past `max_pending_sessions`. A redelivery of the hello behind the device's current or
+    /// waiting key is a duplicate; any other recent hello is a replay (I10).
+    fn refuse_hello(
+        &mut self,
+        now_ms: u64,
+        slot: u32,
+        hello: u64,
+        digest: Digest,
+        out: &mut Vec<Output>,
+    ) -> bool {
+        if let Some(&sid) = self.recent_hellos.get(&hello) {
+            let current = self.devices[slot as usize]
+                .sup
+                .session
+                .as_ref()
+                .is_some_and(|k| k.id() == sid);
+            if current || self.pending_sessions.contains_key(&sid) {
+                self.reject(now_ms, slot, digest, RejectReason::Duplicate, None, out);
+            } else {
+                self.reject(now_ms, slot, digest, RejectReason::Replay, None, out);
+                let detail = format!(
+                    "An old session hello of {} was replayed; the session in force is kept.",
+                    self.devices[slot as usize].id
+                );
+                self.device_alarm(now_ms, slot, AlarmKind::StreamTampered, detail, out);
+            }
+            return true;
+        }
+        while let Some(&(sid, until_ms)) = self.pending_order.front() {
+            if until_ms > now_ms {
+                break;
+            }
+            self.pending_order.pop_front();
+            self.pending_sessions.remove(&sid);
+        }
+        if self.pending_order.len() >= self.cfg.max_pending_sessions {
+            self.reject(
+                now_ms,
+                slot,
+                digest,
+                RejectReason::HandshakeLimit,
+                None,
+                out,
+            );
+            return true;
+        }
+        false
+    }
+
+    /// The device's first message under a waiting session key: that key replaces its current
+    /// one.
+    fn confirm_session(&mut self, now_ms: u64, slot: u32, sid: u64, out: &mut Vec<Output>) {
+        let Some(p) = self.pending_sessions.remove(&sid) else {
+            return;
+        };
+        let dev = &mut self.devices[slot as usize];
+        dev.sup.session = Some(p.key);
+        let (home, device) = (dev.home, dev.id.clone());
+        self.audit(
+            now_ms,
+            Some(home),
+            AuditKind::SessionActive {
+                device,
+                session: sid,
+            },
+            out,
+        );
     }
 
     fn rng_u64(&mut self) -> u64 {

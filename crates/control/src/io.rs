@@ -225,6 +225,9 @@ pub enum RejectReason {
     /// A session handshake that failed.
     #[n(13)]
     Handshake,
+    /// A session hello past `max_pending_sessions`.
+    #[n(14)]
+    HandshakeLimit,
 }
 
 /// A change to the registry, for the record.
@@ -375,7 +378,8 @@ pub enum AuditKind {
         #[n(2)]
         missing: u64,
     },
-    /// A session key was agreed with a device.
+    /// A session key was agreed with a device (in force from its first use, see
+    /// `SessionActive`).
     #[n(3)]
     SessionOpened {
         /// The device.
@@ -550,6 +554,17 @@ pub enum AuditKind {
         /// The checkpoint's sequence number.
         #[n(1)]
         seq: u64,
+    },
+    /// The device's first message under a session key agreed earlier arrived: that key now
+    /// replaces the previous one.
+    #[n(19)]
+    SessionActive {
+        /// The device.
+        #[n(0)]
+        device: Id,
+        /// The session id.
+        #[n(1)]
+        session: u64,
     },
 }
 

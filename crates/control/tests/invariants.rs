@@ -4,6 +4,7 @@ mod harness;
 
 use doorward_control::*;
 use doorward_proto::guard::{self, Guard};
+use doorward_proto::session;
 use doorward_proto::*;
 use harness::*;
 
@@ -1030,6 +1031,114 @@ fn i10_a_replaced_proof_is_caught_even_when_the_checkpoints_come_out_of_line() {
     let out = w.checkpoint();
     assert_eq!(alarms(&out), vec![AlarmKind::StreamTampered]);
     assert_eq!(mismatches(&out), 1);
+}
+
+// ----- I10 session hellos -----
+
+fn session_events(out: &[Output]) -> Vec<AuditKind> {
+    audits(out)
+        .into_iter()
+        .filter(|a| {
+            matches!(
+                a.what,
+                AuditKind::SessionOpened { .. } | AuditKind::SessionActive { .. }
+            )
+        })
+        .map(|a| a.what)
+        .collect()
+}
+
+fn accepts_sent(out: &[Output]) -> usize {
+    sent(out)
+        .iter()
+        .filter(|(_, b)| matches!(b, Body::SessionAccept(_)))
+        .count()
+}
+
+#[test]
+fn i10_a_replayed_session_hello_does_not_displace_the_working_session() {
+    let mut w = World::new();
+    let old = w.last_hello.clone().unwrap();
+    // The camera moves to a new session; its first proof under the new key puts it in force.
+    let out = w.open_camera_session();
+    assert_eq!(session_events(&out).len(), 1);
+    let out = w.proof();
+    assert!(matches!(
+        session_events(&out)[..],
+        [AuditKind::SessionActive { .. }]
+    ));
+    // Someone on the broker replays the old hello.
+    let cam_id = w.cam.id.clone();
+    let out = w.device(&cam_id, &old);
+    assert_eq!(rejected(&out), vec![RejectReason::Replay]);
+    assert_eq!(alarms(&out), vec![AlarmKind::StreamTampered]);
+    assert_eq!(accepts_sent(&out), 0);
+    // The camera's MAC'd proofs go on verifying.
+    let out = w.run(2_000, true, false);
+    assert!(rejected(&out).is_empty(), "{:?}", rejected(&out));
+    assert!(alarms(&out).is_empty(), "{:?}", alarms(&out));
+    // A redelivery of the hello behind the key in force is a duplicate: no alarm.
+    let current = w.last_hello.clone().unwrap();
+    let out = w.device(&cam_id, &current);
+    assert_eq!(rejected(&out), vec![RejectReason::Duplicate]);
+    assert!(alarms(&out).is_empty());
+}
+
+#[test]
+fn i10_a_hello_replayed_after_it_is_forgotten_still_displaces_nothing() {
+    let cfg = Config {
+        max_recent_hellos: 1,
+        ..Config::default()
+    };
+    let mut w = World::with(cfg, HomePolicy::default(), DoorKind::Front);
+    let old = w.last_hello.clone().unwrap();
+    w.open_camera_session();
+    w.proof();
+    // The old hello has left the recent set: it is answered, and its key waits for a first
+    // use that never comes, since nobody holds its ephemeral secret.
+    let cam_id = w.cam.id.clone();
+    let out = w.device(&cam_id, &old);
+    assert!(rejected(&out).is_empty());
+    assert_eq!(accepts_sent(&out), 1);
+    let out = w.run(2_000, true, false);
+    assert!(rejected(&out).is_empty(), "{:?}", rejected(&out));
+    assert!(alarms(&out).is_empty(), "{:?}", alarms(&out));
+    // Nor does a replay in the middle of a handshake: the camera's own new key still wins.
+    let (init, hello) = session::Initiator::start(w.cam.id.clone(), &mut w.rng);
+    let env = Envelope::signed(Body::SessionHello(hello), &w.cam.key);
+    let out = w.device(&cam_id, &env);
+    let accept = sent(&out)
+        .into_iter()
+        .find_map(|(_, b)| match b {
+            Body::SessionAccept(a) => Some(a),
+            _ => None,
+        })
+        .unwrap();
+    let out = w.device(&cam_id, &old);
+    assert_eq!(accepts_sent(&out), 1);
+    w.cam.session = Some(init.finish(&accept).unwrap());
+    let out = w.run(2_000, true, false);
+    assert!(rejected(&out).is_empty(), "{:?}", rejected(&out));
+    assert!(alarms(&out).is_empty(), "{:?}", alarms(&out));
+    assert!(session_events(&out).iter().any(
+        |e| matches!(e, AuditKind::SessionActive { session, .. } if *session == accept.session)
+    ));
+}
+
+#[test]
+fn i10_guard_off_a_replayed_hello_replaces_the_key_and_the_cameras_proofs_fail() {
+    let _off = guard::disable(Guard::SessionReplay);
+    let mut w = World::new();
+    let old = w.last_hello.clone().unwrap();
+    w.open_camera_session();
+    w.proof();
+    let cam_id = w.cam.id.clone();
+    let out = w.device(&cam_id, &old);
+    assert!(rejected(&out).is_empty());
+    // The server now holds a key the camera does not: its genuine proofs are refused.
+    let out = w.proof();
+    assert_eq!(rejected(&out), vec![RejectReason::BadMac]);
+    assert_eq!(alarms(&out), vec![AlarmKind::ForgedReport]);
 }
 
 #[test]

@@ -4,6 +4,7 @@ mod harness;
 
 use doorward_control::config::*;
 use doorward_control::*;
+use doorward_proto::session;
 use doorward_proto::*;
 use harness::*;
 
@@ -358,4 +359,44 @@ fn max_finished_deliveries() {
         w.c.delivery(&first).is_none(),
         "the oldest finished delivery is forgotten"
     );
+}
+
+#[test]
+fn max_pending_sessions_per_confirm_window() {
+    let mut w = small(|c| c.max_pending_sessions = 2);
+    // World::new's own handshake holds one place until session_confirm_ms has passed.
+    let out = w.open_camera_session();
+    assert!(rejected(&out).is_empty());
+    let (_, hello) = session::Initiator::start(w.cam.id.clone(), &mut w.rng);
+    let env = Envelope::signed(Body::SessionHello(hello), &w.cam.key);
+    let cam_id = w.cam.id.clone();
+    let out = w.device(&cam_id, &env);
+    assert_eq!(rejected(&out), vec![RejectReason::HandshakeLimit]);
+    assert!(alarms(&out).is_empty());
+    // The camera's session in force is untouched.
+    let out = w.proof();
+    assert!(rejected(&out).is_empty(), "{:?}", rejected(&out));
+    // Once the window has passed, handshakes are answered again.
+    w.now += w.c.config().session_confirm_ms;
+    let out = w.open_camera_session();
+    assert!(rejected(&out).is_empty());
+}
+
+#[test]
+fn max_recent_hellos_forgets_the_oldest() {
+    let mut w = small(|c| c.max_recent_hellos = 2);
+    let first = w.last_hello.clone().unwrap();
+    let cam_id = w.cam.id.clone();
+    w.open_camera_session();
+    w.proof();
+    let out = w.device(&cam_id, &first);
+    assert_eq!(rejected(&out), vec![RejectReason::Replay]);
+    // A third hello pushes the first out: its replay is no longer recognised (and, its key
+    // never being used, still displaces nothing).
+    w.open_camera_session();
+    w.proof();
+    let out = w.device(&cam_id, &first);
+    assert!(rejected(&out).is_empty(), "{:?}", rejected(&out));
+    let out = w.proof();
+    assert!(rejected(&out).is_empty(), "{:?}", rejected(&out));
 }

@@ -68,6 +68,10 @@ pub enum Guard {
     /// messages it accepted, so a MAC'd message altered or injected before it is alarmed (I7,
     /// I10).
     CheckpointChain,
+    /// A session hello cannot displace a working session: the server keeps the current key
+    /// until a message MAC'd under the new one arrives, and refuses a hello it saw recently
+    /// (I10).
+    SessionReplay,
 }
 
 #[cfg(any(test, feature = "guard-switches"))]

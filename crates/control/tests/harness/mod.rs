@@ -56,6 +56,8 @@ pub struct World {
     pub log: Vec<Output>,
     /// The nonce of the newest entry request.
     pub last_nonce: Option<Signed<UnlockNonce>>,
+    /// The camera's newest signed session hello, as an eavesdropper on the broker keeps it.
+    pub last_hello: Option<Envelope>,
 }
 
 pub fn id(s: &str) -> Id {
@@ -167,6 +169,7 @@ impl World {
             delivery,
             log,
             last_nonce: None,
+            last_hello: None,
         };
         w.open_camera_session();
         // Both devices have reported once: the state rests on evidence from the start.
@@ -225,9 +228,11 @@ impl World {
         out
     }
 
-    fn open_camera_session(&mut self) {
+    /// The camera opens a new session; its proofs are MAC'd under the new key from now on.
+    pub fn open_camera_session(&mut self) -> Vec<Output> {
         let (init, hello) = Initiator::start(self.cam.id.clone(), &mut self.rng);
         let env = Envelope::signed(Body::SessionHello(hello), &self.cam.key);
+        self.last_hello = Some(env.clone());
         let cam_id = self.cam.id.clone();
         let out = self.device(&cam_id, &env);
         let accept = out
@@ -244,6 +249,7 @@ impl World {
             })
             .expect("the server accepts the session");
         self.cam.session = Some(init.finish(&accept).unwrap());
+        out
     }
 
     pub fn report_body(&mut self, event: LockEvent) -> LockReport {

@@ -10,6 +10,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use doorward_proto::KeyPair;
 
+mod sim_cmd;
+
 /// Witnessed, time-limited access to a home: smart lock, camera witness, control server.
 #[derive(Parser)]
 #[command(name = "doorward", version, about, long_about = None)]
@@ -26,6 +28,11 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// The attack lab: run the attack catalogue against the real cores.
+    Sim {
+        #[command(subcommand)]
+        command: sim_cmd::SimCommand,
     },
     /// Print build facts: version, protocol version, whether guard switches are compiled in.
     Info,
@@ -63,16 +70,24 @@ fn run(cli: Cli) -> Result<()> {
              (run ./scripts/test to exercise them); the server, the device agents and the demo \
              come next"
         ),
-        Command::Keys { command: KeysCommand::Generate { file } } => keys_generate(&file),
-        Command::Keys { command: KeysCommand::Public { file } } => {
+        Command::Keys {
+            command: KeysCommand::Generate { file },
+        } => keys_generate(&file),
+        Command::Keys {
+            command: KeysCommand::Public { file },
+        } => {
             let key = read_seed(&file)?;
             println!("{}", key.public());
             Ok(())
         }
+        Command::Sim { command } => sim_cmd::run(command),
         Command::Info => {
             println!("doorward {}", env!("CARGO_PKG_VERSION"));
             println!("protocol version {}", doorward_proto::PROTOCOL_VERSION);
-            println!("guard switches compiled: {}", doorward_proto::guard::SWITCHES_COMPILED);
+            println!(
+                "guard switches compiled: {}",
+                doorward_proto::guard::SWITCHES_COMPILED
+            );
             Ok(())
         }
     }
@@ -98,8 +113,7 @@ fn read_seed(file: &std::path::Path) -> Result<KeyPair> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read key file {}", file.display()))?;
     let mut seed = [0u8; 32];
-    hex::decode_to_slice(text.trim(), &mut seed).with_context(|| {
-        format!("{} does not hold a 64-character hex seed", file.display())
-    })?;
+    hex::decode_to_slice(text.trim(), &mut seed)
+        .with_context(|| format!("{} does not hold a 64-character hex seed", file.display()))?;
     Ok(KeyPair::from_seed(&seed))
 }

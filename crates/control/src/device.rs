@@ -531,6 +531,22 @@ impl Control {
                     RejectReason::Fork,
                     "sent two different messages under one sequence number",
                 )),
+                SeqVerdict::Gap { missing } if rebooted => {
+                    // A device that boots skips to its next durably reserved block of sequence
+                    // numbers, so its signed boot report may jump: loss, not tampering.
+                    let dev = &self.devices[slot as usize];
+                    self.audit(
+                        now_ms,
+                        Some(dev.home),
+                        AuditKind::StreamLoss {
+                            device: dev.id.clone(),
+                            seq,
+                            missing,
+                        },
+                        out,
+                    );
+                    None
+                }
                 SeqVerdict::Gap { .. } => {
                     // Re-anchor on the jump so that the stream goes on being checked; the
                     // message itself is not taken as evidence.

@@ -927,12 +927,19 @@ impl Control {
     /// once and raises `SceneMismatch` if it lasts `scene_mismatch_ms`.
     pub(crate) fn scene_eval(&mut self, now_ms: u64, l: u32) {
         let peer = self.devices[l as usize].peer;
+        let ls = self.devices[l as usize].lock().expect("a lock");
+        // A camera view older than its supervision allows says nothing about the door now:
+        // a dead camera is WitnessLost, not a disagreement with its last picture.
+        let fresh_ms = if ls.active.is_some() {
+            self.cfg.witness_gap_ms
+        } else {
+            self.cfg.idle_silent_ms
+        };
         let cam_door = self.devices[peer as usize]
             .camera()
             .and_then(|c| c.proof.as_ref())
-            .filter(|p| p.recording)
+            .filter(|p| p.recording && now_ms.saturating_sub(p.seen.rx_ms) <= fresh_ms)
             .map(|p| p.obs.door_open);
-        let ls = self.devices[l as usize].lock().expect("a lock");
         let sensor = ls.report.as_ref().map(|r| r.door == Door::Open);
         let disagree = guard::enabled(Guard::SceneCheck)
             && matches!((sensor, cam_door), (Some(a), Some(b)) if a != b);

@@ -29,3 +29,38 @@ fn i7_sequence_jump_without_a_boot_is_still_tampering() {
     let out = w.lock_report(LockEvent::Periodic);
     assert!(alarms(&out).contains(&AlarmKind::StreamTampered));
 }
+
+/// Opens the door with a fresh camera view of it open, then lets the camera fall silent.
+fn open_then_camera_dies(w: &mut World) {
+    let cmd = w.authorise();
+    let grant = cmd.context.body.grant;
+    w.run(125, true, false);
+    w.lock.cycle = Some(grant);
+    w.set_lock(Bolt::Retracted, Door::Closed, LockEvent::Unlocked(grant));
+    w.run(250, true, true);
+    w.cam.obs.door_open = true;
+    w.set_lock(Bolt::Retracted, Door::Open, LockEvent::DoorChanged);
+    w.proof();
+    w.run(500, true, true);
+}
+
+#[test]
+fn i5_a_dead_cameras_last_picture_does_not_contradict_the_door_sensor() {
+    let mut w = World::new();
+    open_then_camera_dies(&mut w);
+    w.run(1_000, false, true);
+    assert!(w.alarm_kinds().contains(&AlarmKind::WitnessLost));
+    w.set_lock(Bolt::Retracted, Door::Closed, LockEvent::DoorChanged);
+    w.run(2_000, false, true);
+    assert!(!w.alarm_kinds().contains(&AlarmKind::SceneMismatch));
+}
+
+#[test]
+fn i5_a_live_camera_contradicting_the_door_sensor_is_still_alarmed() {
+    let mut w = World::new();
+    open_then_camera_dies(&mut w);
+    // The camera keeps seeing the door open while the sensor says closed (a magnet).
+    w.set_lock(Bolt::Retracted, Door::Closed, LockEvent::DoorChanged);
+    w.run(2_000, true, true);
+    assert!(w.alarm_kinds().contains(&AlarmKind::SceneMismatch));
+}

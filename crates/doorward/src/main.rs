@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use doorward_proto::KeyPair;
 
+mod audit_cmd;
 mod sim_cmd;
 
 /// Witnessed, time-limited access to a home: smart lock, camera witness, control server.
@@ -33,6 +34,11 @@ enum Command {
     Sim {
         #[command(subcommand)]
         command: sim_cmd::SimCommand,
+    },
+    /// The tamper-evident record: verify an export offline.
+    Audit {
+        #[command(subcommand)]
+        command: audit_cmd::AuditCommand,
     },
     /// Print build facts: version, protocol version, whether guard switches are compiled in.
     Info,
@@ -81,6 +87,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Sim { command } => sim_cmd::run(command),
+        Command::Audit { command } => audit_cmd::run(command),
         Command::Info => {
             println!("doorward {}", env!("CARGO_PKG_VERSION"));
             println!("protocol version {}", doorward_proto::PROTOCOL_VERSION);

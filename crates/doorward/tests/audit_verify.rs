@@ -1,0 +1,118 @@
+//! `doorward audit verify` accepts an export and names the first bad entry of a copy with one
+//! byte flipped.
+
+use std::process::Command;
+
+use doorward_control::audit::{
+    export, genesis_head, AuditChain, AuditConfig, EntryKind, ExportHeader, ExportItem,
+    EXPORT_VERSION,
+};
+use doorward_proto::{Id, KeyPair};
+
+fn write_export(dir: &std::path::Path, server: &KeyPair) -> (std::path::PathBuf, Vec<usize>) {
+    let home = Id::new("home-1").unwrap();
+    let mut chain = AuditChain::new(
+        home.clone(),
+        AuditConfig {
+            checkpoint_every_entries: 4,
+            ..AuditConfig::default()
+        },
+    );
+    let mut items = Vec::new();
+    for i in 0..10u64 {
+        let payload = format!("decision {i}").into_bytes();
+        let a = chain
+            .append(
+                1_000 + i,
+                EntryKind::EVENT,
+                Some(Id::new("lock-1").unwrap()),
+                payload,
+                server,
+            )
+            .unwrap();
+        items.push(ExportItem::Entry(a.entry));
+        if let Some(c) = a.checkpoint {
+            items.push(ExportItem::Checkpoint(c));
+        }
+    }
+    items.push(ExportItem::Checkpoint(chain.checkpoint(2_000, server)));
+    let header = ExportHeader {
+        version: EXPORT_VERSION,
+        server: server.public(),
+        home: home.clone(),
+        first_index: 0,
+        first_prev: genesis_head(&home),
+    };
+    let mut bytes = Vec::new();
+    export(&mut bytes, &header, &items).unwrap();
+    // Where each entry's payload sits, to flip a byte inside a known entry.
+    let offsets = (0..10u64)
+        .map(|i| {
+            let needle = format!("decision {i}").into_bytes();
+            bytes
+                .windows(needle.len())
+                .position(|w| w == needle.as_slice())
+                .unwrap()
+        })
+        .collect();
+    let path = dir.join("record.dwa");
+    std::fs::write(&path, &bytes).unwrap();
+    (path, offsets)
+}
+
+fn doorward(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_doorward"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn i7_audit_verify_accepts_an_export_and_names_the_first_bad_entry() {
+    let dir = std::env::temp_dir().join(format!("doorward-audit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = KeyPair::from_seed(&[9; 32]);
+    let (path, offsets) = write_export(&dir, &server);
+    let p = path.to_str().unwrap();
+
+    let ok = doorward(&[
+        "audit",
+        "verify",
+        p,
+        "--server-key",
+        &server.public().to_hex(),
+    ]);
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        out.contains("verified") && out.contains("entries       10"),
+        "{out}"
+    );
+
+    // Flip one byte inside entry 6's payload: entry 6 is the first bad one.
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[offsets[6]] ^= 0x01;
+    let bad = dir.join("record-flipped.dwa");
+    std::fs::write(&bad, &bytes).unwrap();
+    let res = doorward(&["audit", "verify", bad.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&res.stdout);
+    assert_eq!(res.status.code(), Some(3), "{out}");
+    assert!(
+        out.contains("NOT VERIFIED") && out.contains("first bad entry: 6"),
+        "{out}"
+    );
+
+    // Another server's key is refused even though the export is intact.
+    let other = KeyPair::from_seed(&[8; 32]).public().to_hex();
+    let res = doorward(&["audit", "verify", p, "--server-key", &other]);
+    assert_eq!(res.status.code(), Some(3));
+
+    // A missing file is a usage error, not a verdict.
+    let res = doorward(&["audit", "verify", dir.join("missing").to_str().unwrap()]);
+    assert_eq!(res.status.code(), Some(1));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,7 +1,7 @@
 //! The unlock decision (I1, I2, I3, I8): every check the lock makes itself before it lets a
 //! grant move the bolt. The server's opinion alone is never enough.
 
-use doorward_proto::grant::{self, GrantError};
+use doorward_proto::grant::{self, GrantError, Refusal};
 use doorward_proto::guard::{self, Guard};
 use doorward_proto::{
     driver_nonce_message, keys, Body, DenyReason, Envelope, GrantId, Id, Nonce, PubKey,
@@ -220,14 +220,12 @@ impl Lock {
     }
 }
 
-/// Names the failed grant check. biscuit reports the failed checks' source text; the grant's
-/// checks are written in `doorward_proto::grant::issue` and attenuation blocks only narrow the
-/// window, so the fact each check asks for identifies it.
+/// Names the grant bound that refused the unlock.
 fn classify(e: GrantError) -> DenyReason {
     match e {
-        GrantError::Refused(s) if s.contains("at_lock") => DenyReason::WrongLock,
-        GrantError::Refused(s) if s.contains("presented_driver") => DenyReason::WrongDriver,
-        GrantError::Refused(s) if s.contains("now_ms") => DenyReason::GrantOutsideWindow,
+        GrantError::Refused(Refusal::WrongLock) => DenyReason::WrongLock,
+        GrantError::Refused(Refusal::WrongDriver) => DenyReason::WrongDriver,
+        GrantError::Refused(Refusal::OutsideWindow) => DenyReason::GrantOutsideWindow,
         _ => DenyReason::GrantInvalid,
     }
 }

@@ -83,10 +83,54 @@ pub enum GrantError {
     Invalid(String),
     /// A check failed: another lock, another driver, outside the window.
     #[error("grant does not allow this unlock: {0}")]
-    Refused(String),
+    Refused(Refusal),
     /// The issuing key's certificate is not valid for this home at this time.
     #[error("issuing key certificate is not valid: {0}")]
     Cert(&'static str),
+}
+
+/// Which of a grant's bounds refused an unlock.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+pub enum Refusal {
+    /// The grant is bound to another lock.
+    #[error("bound to another lock")]
+    WrongLock,
+    /// The grant is bound to another driver key.
+    #[error("bound to another driver")]
+    WrongDriver,
+    /// The time is outside the grant's window (or a narrower attenuated one).
+    #[error("outside its time window")]
+    OutsideWindow,
+    /// Anything else (no policy matched, a check added by an attenuation block).
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Positions of the authority block's checks, as written by [`issue`]: biscuit reports a
+/// failed check by block and position, which names the bound that refused.
+const CHECK_LOCK: u32 = 0;
+const CHECK_DRIVER: u32 = 1;
+const CHECK_WINDOW: u32 = 2;
+
+fn refusal(e: biscuit_auth::error::Token) -> Refusal {
+    use biscuit_auth::error::{FailedCheck, Logic, Token};
+    let checks = match &e {
+        Token::FailedLogic(Logic::Unauthorized { checks, .. })
+        | Token::FailedLogic(Logic::NoMatchingPolicy { checks }) => checks.as_slice(),
+        _ => return Refusal::Other(e.to_string()),
+    };
+    match checks.first() {
+        Some(FailedCheck::Block(b)) if b.block_id == 0 => match b.check_id {
+            CHECK_LOCK => Refusal::WrongLock,
+            CHECK_DRIVER => Refusal::WrongDriver,
+            CHECK_WINDOW => Refusal::OutsideWindow,
+            _ => Refusal::Other(b.rule.clone()),
+        },
+        // Attenuation blocks written by [`attenuate_window`] hold one window check.
+        Some(FailedCheck::Block(b)) if b.rule.contains("now_ms") => Refusal::OutsideWindow,
+        Some(other) => Refusal::Other(other.to_string()),
+        None => Refusal::Other(e.to_string()),
+    }
 }
 
 fn bkey(key: &KeyPair) -> BKeyPair {
@@ -255,7 +299,7 @@ pub fn verify(
         .map_err(|e| GrantError::Invalid(e.to_string()))?;
     authz
         .authorize()
-        .map_err(|e| GrantError::Refused(format!("{e:?}")))?;
+        .map_err(|e| GrantError::Refused(refusal(e)))?;
     read_spec(&mut authz)
 }
 
@@ -389,7 +433,10 @@ mod tests {
         let t = issue(&spec, &issuer, &mut rng).unwrap();
         let narrow = attenuate_window(&t, &issuer.public(), 2_000, 3_000, &mut rng).unwrap();
         assert!(verify(&narrow, &issuer.public(), &spec.lock, &spec.driver, 2_500).is_ok());
-        assert!(verify(&narrow, &issuer.public(), &spec.lock, &spec.driver, 5_000).is_err());
+        assert_eq!(
+            verify(&narrow, &issuer.public(), &spec.lock, &spec.driver, 5_000),
+            Err(GrantError::Refused(Refusal::OutsideWindow))
+        );
         let wide = attenuate_window(&t, &issuer.public(), 0, 1_000_000, &mut rng).unwrap();
         assert!(verify(&wide, &issuer.public(), &spec.lock, &spec.driver, 50_000).is_err());
     }

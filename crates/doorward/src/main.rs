@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use doorward_proto::KeyPair;
 
 mod audit_cmd;
+mod serve_cmd;
 mod sim_cmd;
 
 /// Witnessed, time-limited access to a home: smart lock, camera witness, control server.
@@ -23,6 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the control server (embedded broker and SQLite by default; see --help).
+    Serve(serve_cmd::ServeArgs),
     /// Run the whole system on embedded defaults (server, a home, a lock, a camera, deliveries).
     Demo,
     /// Manage Ed25519 keys (home root, device, driver keys).
@@ -86,6 +89,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", key.public());
             Ok(())
         }
+        Command::Serve(args) => serve_cmd::run(args),
         Command::Sim { command } => sim_cmd::run(command),
         Command::Audit { command } => audit_cmd::run(command),
         Command::Info => {

@@ -21,9 +21,12 @@ pub enum Forgery {
     RevokedDriver,
     /// A valid grant in a context from the revocation epoch before the lock's (S16).
     StaleEpoch,
-    /// A valid grant, the server's honest (stale) receipt and an attestation captured for an
-    /// earlier nonce: what a server that ignores a silent camera would send (S2, S22).
-    NoLiveWitness,
+    /// A valid grant and a receipt claiming fresh footage, but no live camera to attest the
+    /// nonce: an attestation captured earlier, or none (S2).
+    DeadCamera,
+    /// A valid grant and the camera's live attestation (obtained over its local link), but
+    /// the server's honest receipt: the footage stopped reaching the server (S22).
+    StaleReceipt,
 }
 
 /// One capability of the attacker, or one fault of the world. Parameters come from the

@@ -103,7 +103,7 @@ pub static SCENARIOS: &[Scenario] = &[
         name: "deauth-before-arrival",
         steps: &[
             step(Hook::At(1_000), 0, Deauth { for_ms: u64::MAX }),
-            step(Hook::AtDoor, 3_000, Forge(Forgery::NoLiveWitness)),
+            step(Hook::AtDoor, 3_000, Forge(Forgery::DeadCamera)),
         ],
         required: &[],
         allowed: &[a(DeviceSilent), a(ForgedReport)],
@@ -330,7 +330,7 @@ pub static SCENARIOS: &[Scenario] = &[
         name: "camera-uplink-cut",
         steps: &[
             step(Hook::At(1_000), 0, CutCameraUplink),
-            step(Hook::AtDoor, 3_000, Forge(Forgery::NoLiveWitness)),
+            step(Hook::AtDoor, 3_000, Forge(Forgery::StaleReceipt)),
         ],
         required: &[],
         allowed: &[a(DeviceSilent)],

@@ -300,6 +300,7 @@ pub struct World {
     nonce_waiters: VecDeque<Who>,
     bolt: Bolt,
     jam_relock: bool,
+    jam_hit: bool,
     jam_bolt: bool,
     magnet: bool,
     door_keys: Vec<(u64, f32)>,
@@ -503,6 +504,7 @@ impl World {
             nonce_waiters: VecDeque::new(),
             bolt: Bolt::Thrown,
             jam_relock: false,
+            jam_hit: false,
             jam_bolt: false,
             magnet: false,
             door_keys: vec![(0, 0.0)],
@@ -949,7 +951,12 @@ impl World {
     fn actuate(&mut self, cmd: BoltCommand) {
         self.note(|| format!("motor told {cmd:?}"));
         if self.jam_relock && cmd == BoltCommand::Throw {
-            // The radio carrying the command is jammed: the bolt never hears it.
+            // The radio carrying the command is jammed: the bolt never hears it. The attack
+            // takes effect (and its latency is measured) from the first command it swallows.
+            if !self.jam_hit {
+                self.jam_hit = true;
+                self.rec.attack_start_ms = Some(self.t);
+            }
             return;
         }
         if self.jam_bolt {
@@ -1537,14 +1544,15 @@ impl World {
         );
     }
 
-    /// The attacker got a nonce at the door: ask the camera to attest it (with the stolen
-    /// server key), or build the command at once when no live witness is to be had.
+    /// The attacker got a nonce at the door: ask the camera to attest it (a request signed
+    /// with the stolen server key, over the broker or the camera's local link), or build the
+    /// command at once when the camera cannot be reached.
     fn forge_with(&mut self, n: Signed<UnlockNonce>) {
         let Some(ix) = self.forging.iter().position(|f| f.nonce.is_none()) else {
             return;
         };
         self.forging[ix].nonce = Some(n.clone());
-        if self.forging[ix].kind == Forgery::NoLiveWitness {
+        if self.forging[ix].kind == Forgery::DeadCamera {
             let att = self.attestations.last().cloned().unwrap_or_else(|| {
                 // Nothing captured: the best the attacker has is a signature by a wrong key.
                 let rogue = KeyPair::generate(&mut self.rng_act);
@@ -1638,7 +1646,7 @@ impl World {
                 );
                 issuer = carrier_key;
             }
-            Forgery::RevokedDriver | Forgery::NoLiveWitness => {}
+            Forgery::RevokedDriver | Forgery::DeadCamera | Forgery::StaleReceipt => {}
             Forgery::StaleEpoch => epoch = epoch.saturating_sub(1),
         }
         let token = match token {
@@ -1648,7 +1656,7 @@ impl World {
                 Err(_) => return,
             },
         };
-        let receipt = if kind == Forgery::NoLiveWitness {
+        let receipt = if kind == Forgery::StaleReceipt {
             // What an honest server holds: the newest proof it really received, and when.
             let (seq, head, rx) = self.server_receipt.unwrap_or((0, Digest::ZERO, 0));
             CameraReceipt {
@@ -1658,6 +1666,7 @@ impl World {
                 received_ms: rx,
             }
         } else {
+            // The attested segment, claimed received just now.
             CameraReceipt {
                 camera: kit.camera_id.clone(),
                 seq: att.body.seq,
@@ -1684,5 +1693,33 @@ impl World {
         let bytes = kit.seal(&cmd);
         self.note(|| format!("attacker sends a forged command ({kind:?})"));
         self.send(LinkId::Attacker, true, Ev::Lock(LIn::Message(bytes)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_recent_frames_is_bounded() {
+        let sc = crate::scenario::find("benign").expect("benign exists");
+        let mut w = World::new(sc, 5, false);
+        for _ in 0..(MAX_RECENT_FRAMES as u64 + 10) {
+            w.frame_tick();
+            w.t += FRAME_MS;
+        }
+        assert_eq!(w.recent.len(), MAX_RECENT_FRAMES);
+    }
+
+    #[test]
+    fn clock_true_at_inverts_read() {
+        let mut c = Clock::new(12_345, -87);
+        c.jump_at_ms = 5_000;
+        c.jump_ms = 10_000;
+        for d in [12_345u64, 13_000, 17_000, 30_000, 100_000] {
+            let t = c.true_at(d);
+            assert!(c.read(t) >= d);
+            assert!(t == 0 || c.read(t - 1) < d);
+        }
     }
 }

@@ -95,6 +95,9 @@ impl Postgres {
         let admin = match connected {
             Ok(c) => c,
             Err(e) => {
+                let e = e
+                    .as_db_error()
+                    .map_or_else(|| e.to_string(), |d| d.message().to_string());
                 let ci = std::env::var("CI").is_ok_and(|v| v == "true");
                 let skip = std::env::var("DOORWARD_SKIP_PG").is_ok_and(|v| v == "1");
                 let msg = format!(

@@ -1,0 +1,384 @@
+//! Starting, provisioning and stopping a server: [`Server::start`] wires the keystore, the
+//! store, the broker (embedded or external), the gateway, the control task and HTTP;
+//! [`Handle`] is the Rust API to the running server (provisioning for tests and the demo,
+//! entry requests, state); [`Server::shutdown`] flushes the audit record and stops.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use doorward_control::{
+    Admin, Config, Control, DeliverySetup, DoorSetup, EntryDecision, EntryRequest, HomePolicy,
+    HomeSetup, HomeState, Input,
+};
+use doorward_proto::{DenyReason, Id, IssuerCert, KeyPair, PubKey, Signed};
+use doorward_store::{PgConfig, PgStore, SqliteStore, Store};
+use rand_core::{OsRng, RngCore};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::{Database, Mqtt, ServeConfig};
+use crate::gateway::{Gateway, Routes};
+use crate::hub::Hub;
+use crate::keystore::Keystore;
+use crate::metrics::Metrics;
+use crate::runtime::{wall_ms, Command, Effects, Runtime, ServerError, CONTROL_QUEUE_CAPACITY};
+
+/// What the HTTP handlers and the [`Handle`] share.
+pub struct Shared {
+    pub(crate) tx: mpsc::Sender<Command>,
+    pub(crate) keystore: Keystore,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) gateway: Gateway,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) server_key: PubKey,
+    /// Turns true when the server stops: live event streams end so HTTP can drain.
+    pub(crate) stopping: watch::Receiver<bool>,
+}
+
+/// A running server.
+pub struct Server {
+    shared: Arc<Shared>,
+    http_addr: SocketAddr,
+    mqtt_addr: (String, u16),
+    embedded_broker: bool,
+    server_key_created: bool,
+    stop: watch::Sender<bool>,
+    http_task: tokio::task::JoinHandle<()>,
+    control_task: tokio::task::JoinHandle<()>,
+}
+
+/// The running server's Rust API. Cheap to clone.
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+}
+
+/// What the homeowner gets when a home is added.
+#[derive(Clone, Debug)]
+pub struct HomeCredentials {
+    /// Bearer token of the home's event stream (`/api/homes/{home}/events`).
+    pub events_token: String,
+}
+
+impl Server {
+    /// Starts everything described by `cfg`. Needs a multi-threaded tokio runtime.
+    pub async fn start(cfg: ServeConfig) -> Result<Server> {
+        std::fs::create_dir_all(&cfg.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                cfg.data_dir.display()
+            )
+        })?;
+        let keystore = Keystore::open(&cfg.data_dir)?;
+        let (server_key, server_key_created) = keystore.server_key()?;
+        let store = open_store(&cfg.database).await?;
+
+        let (mqtt_addr, embedded_broker) = match &cfg.mqtt {
+            Mqtt::Embedded { listen } => {
+                let addr = crate::broker::start(*listen)?;
+                ((addr.ip().to_string(), addr.port()), true)
+            }
+            Mqtt::External { host, port } => ((host.clone(), *port), false),
+        };
+
+        let metrics = Arc::new(Metrics::default());
+        let hub = Arc::new(Hub::default());
+        let routes = Arc::new(Routes::default());
+        let (stop, stop_rx) = watch::channel(false);
+        let (tx, rx) = mpsc::channel(CONTROL_QUEUE_CAPACITY);
+        let gateway = Gateway::start(
+            &mqtt_addr.0,
+            mqtt_addr.1,
+            tx.clone(),
+            routes.clone(),
+            metrics.clone(),
+            stop_rx.clone(),
+        );
+
+        let mut seed = [0u8; 32];
+        OsRng.fill_bytes(&mut seed);
+        let control = Control::new(Config::default(), server_key.clone(), seed, wall_ms());
+        let runtime = Runtime::new(
+            control,
+            server_key.clone(),
+            store.clone(),
+            routes.clone(),
+            gateway.clone(),
+            metrics.clone(),
+        );
+        let effects = Effects {
+            gateway: gateway.clone(),
+            routes,
+            hub: hub.clone(),
+            metrics: metrics.clone(),
+        };
+        let control_task = tokio::spawn(runtime.run(rx, effects));
+
+        let shared = Arc::new(Shared {
+            tx,
+            keystore,
+            metrics,
+            hub,
+            gateway,
+            store,
+            server_key: server_key.public(),
+            stopping: stop_rx.clone(),
+        });
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "HTTP cannot listen on {}: choose another address with --listen ADDR \
+                 (or DOORWARD_LISTEN)",
+                    cfg.listen
+                )
+            })?;
+        let http_addr = listener.local_addr()?;
+        let app = crate::http::app(shared.clone());
+        let mut http_stop = stop_rx;
+        let http_task = tokio::spawn(async move {
+            let res = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = http_stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = res {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        });
+        Ok(Server {
+            shared,
+            http_addr,
+            mqtt_addr,
+            embedded_broker,
+            server_key_created,
+            stop,
+            http_task,
+            control_task,
+        })
+    }
+
+    /// Where HTTP listens.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Where devices reach the broker: host and port.
+    pub fn mqtt_addr(&self) -> (String, u16) {
+        self.mqtt_addr.clone()
+    }
+
+    /// Whether the broker runs inside this process.
+    pub fn embedded_broker(&self) -> bool {
+        self.embedded_broker
+    }
+
+    /// Whether the server key was generated by this start (first start).
+    pub fn server_key_created(&self) -> bool {
+        self.server_key_created
+    }
+
+    /// The server's public key (locks pin it at pairing).
+    pub fn server_key(&self) -> PubKey {
+        self.shared.server_key
+    }
+
+    /// The Rust API of this server.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Waits for SIGINT or SIGTERM, then shuts down.
+    pub async fn run_until_signal(self) -> Result<()> {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
+            _ = term.recv() => {}
+        }
+        tracing::info!("stopping: flushing the audit record");
+        self.shutdown().await
+    }
+
+    /// Stops taking requests, writes the collapsed idle proofs and a checkpoint of every
+    /// chain, waits until they are durable, and stops every task.
+    pub async fn shutdown(self) -> Result<()> {
+        let _ = self.stop.send(true);
+        let (reply, done) = oneshot::channel();
+        if self
+            .shared
+            .tx
+            .send(Command::Shutdown { reply })
+            .await
+            .is_ok()
+        {
+            let _ = done.await;
+        }
+        let _ = self.control_task.await;
+        let _ = self.http_task.await;
+        Ok(())
+    }
+}
+
+async fn open_store(db: &Database) -> Result<Arc<dyn Store>> {
+    let db = db.clone();
+    tokio::task::spawn_blocking(move || -> Result<Arc<dyn Store>> {
+        Ok(match db {
+            Database::Sqlite(path) => {
+                Arc::new(SqliteStore::open(&path).with_context(|| {
+                    format!("cannot open the SQLite database {}", path.display())
+                })?)
+            }
+            Database::Postgres(url) => Arc::new(
+                PgStore::open(&PgConfig::new(url.clone()))
+                    .with_context(|| "cannot open the PostgreSQL database given by --database")?,
+            ),
+        })
+    })
+    .await?
+}
+
+impl Handle {
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, ServerError> {
+        let (reply, rx) = oneshot::channel();
+        self.shared.tx.try_send(make(reply)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => ServerError::Busy,
+            mpsc::error::TrySendError::Closed(_) => ServerError::Stopped,
+        })?;
+        rx.await.map_err(|_| ServerError::Stopped)
+    }
+
+    /// Applies an administrative change to the core, answered once it is on record.
+    pub async fn admin(&self, op: Admin) -> Result<(), ServerError> {
+        self.call(|reply| Command::Admin { op, reply }).await?
+    }
+
+    /// The issuing key the server holds for `home` (generated on first use): the home root
+    /// signs an [`IssuerCert`] for it.
+    pub fn issuer_key(&self, home: &Id) -> Result<PubKey, ServerError> {
+        check_home_id(home)?;
+        Ok(self.shared.keystore.issuer_key(home)?.public())
+    }
+
+    /// Adds a home with its root key and the root's certificate for the server's issuing
+    /// key; returns the home's event-stream token.
+    pub async fn add_home(
+        &self,
+        home: Id,
+        root: PubKey,
+        cert: Signed<IssuerCert>,
+        policy: HomePolicy,
+    ) -> Result<HomeCredentials, ServerError> {
+        check_home_id(&home)?;
+        let issuer = self.shared.keystore.issuer_key(&home)?;
+        self.admin(Admin::AddHome(HomeSetup {
+            home: home.clone(),
+            root,
+            issuer,
+            cert,
+            policy,
+        }))
+        .await?;
+        let (events_token, _) = self.shared.keystore.events_token(&home)?;
+        Ok(HomeCredentials { events_token })
+    }
+
+    /// For tests and the demo, where the root key is at hand: signs the issuing key's
+    /// certificate with `root` (valid from now for `valid_ms`) and adds the home.
+    pub async fn add_home_with_root(
+        &self,
+        home: Id,
+        root: &KeyPair,
+        valid_ms: u64,
+        policy: HomePolicy,
+    ) -> Result<HomeCredentials, ServerError> {
+        let now = wall_ms();
+        let cert = Signed::sign(
+            IssuerCert {
+                home: home.clone(),
+                issuer: self.issuer_key(&home)?,
+                not_before_ms: now.saturating_sub(60_000),
+                not_after_ms: now.saturating_add(valid_ms),
+                serial: 1,
+            },
+            root,
+        );
+        self.add_home(home, root.public(), cert, policy).await
+    }
+
+    /// Pairs a lock and its camera, by the public keys confirmed out of band.
+    pub async fn pair_door(&self, home: Id, door: DoorSetup) -> Result<(), ServerError> {
+        self.admin(Admin::PairDoor { home, door }).await
+    }
+
+    /// Opts a carrier in for a home (I9).
+    pub async fn opt_in(&self, home: Id, carrier: Id) -> Result<(), ServerError> {
+        self.admin(Admin::OptIn { home, carrier }).await
+    }
+
+    /// Registers a driver key for a carrier.
+    pub async fn add_driver(&self, driver: PubKey, carrier: Id) -> Result<(), ServerError> {
+        self.admin(Admin::AddDriver { driver, carrier }).await
+    }
+
+    /// Schedules a delivery.
+    pub async fn schedule(&self, delivery: DeliverySetup) -> Result<(), ServerError> {
+        self.admin(Admin::Schedule(delivery)).await
+    }
+
+    /// Any other input to the core (arrival, approval, alarm acknowledgement).
+    pub async fn input(&self, input: Input) -> Result<(), ServerError> {
+        self.call(|reply| Command::Input { input, reply }).await?
+    }
+
+    /// A driver's entry request; the decision comes once the camera attested (or not). A
+    /// full queue denies at once (I8).
+    pub async fn request_entry(&self, req: EntryRequest) -> EntryDecision {
+        let delivery = req.delivery.clone();
+        match self.call(|reply| Command::Entry { req, reply }).await {
+            Ok(d) => d,
+            Err(e) => EntryDecision::Denied {
+                request: 0,
+                delivery,
+                reason: match e {
+                    ServerError::Busy => DenyReason::QueueFull,
+                    _ => DenyReason::StorageFailure,
+                },
+            },
+        }
+    }
+
+    /// A home's state, each value with its evidence and age (I5).
+    pub async fn home_state(&self, home: &Id) -> Result<Option<HomeState>, ServerError> {
+        let home = home.clone();
+        self.call(|reply| Command::State { home, reply }).await
+    }
+
+    /// The server's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// The store (for tests and exports).
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.shared.store.clone()
+    }
+}
+
+/// Home ids starting with `:` are the server's own (see [`crate::runtime::SERVER_CHAIN`]);
+/// `.` and `..` would name directories.
+fn check_home_id(home: &Id) -> Result<(), ServerError> {
+    let s = home.as_str();
+    if s.starts_with(':') || s == "." || s == ".." {
+        return Err(ServerError::Invalid(format!(
+            "home id {s:?} is reserved: choose one not starting with ':'"
+        )));
+    }
+    Ok(())
+}

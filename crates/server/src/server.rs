@@ -382,3 +382,89 @@ fn check_home_id(home: &Id) -> Result<(), ServerError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use doorward_proto::{Nonce, UnlockNonce};
+
+    /// I8: with [`CONTROL_QUEUE_CAPACITY`] commands waiting, an entry request is denied at
+    /// once (`QueueFull`) instead of waiting or being dropped silently.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn i8_full_control_queue_denies_entry() {
+        let tmp = tempfile::tempdir().unwrap();
+        let keystore = Keystore::open(tmp.path()).unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(tmp.path().join("db")).unwrap());
+        let (tx, _rx) = mpsc::channel(CONTROL_QUEUE_CAPACITY);
+        let (_stop, stop_rx) = watch::channel(false);
+        let metrics = Arc::new(Metrics::default());
+        // No broker listens on port 1 of loopback: the gateway just keeps retrying.
+        let gateway = Gateway::start(
+            "127.0.0.1",
+            1,
+            tx.clone(),
+            Arc::new(Routes::default()),
+            metrics.clone(),
+            stop_rx.clone(),
+        );
+        let handle = Handle {
+            shared: Arc::new(Shared {
+                tx: tx.clone(),
+                keystore,
+                metrics,
+                hub: Arc::new(Hub::default()),
+                gateway,
+                store,
+                server_key: KeyPair::from_seed(&[2; 32]).public(),
+                stopping: stop_rx,
+            }),
+        };
+        for _ in 0..CONTROL_QUEUE_CAPACITY {
+            let (reply, _) = oneshot::channel();
+            tx.try_send(Command::Input {
+                input: Input::Tick,
+                reply,
+            })
+            .unwrap_or_else(|_| panic!("room for {CONTROL_QUEUE_CAPACITY} commands"));
+        }
+        let lock = KeyPair::from_seed(&[4; 32]);
+        let driver = KeyPair::from_seed(&[6; 32]);
+        let nonce = Signed::sign(
+            UnlockNonce {
+                lock: Id::new("lock-1").unwrap(),
+                nonce: Nonce([9; 32]),
+                mono_ms: 1,
+                epoch: 0,
+            },
+            &lock,
+        );
+        let req = EntryRequest {
+            delivery: Id::new("d-1").unwrap(),
+            driver: driver.public(),
+            driver_sig: driver.sign(
+                doorward_proto::DRIVER_NONCE_CONTEXT,
+                &doorward_proto::driver_nonce_message(&nonce.body.lock, &nonce.body.nonce),
+            ),
+            nonce,
+        };
+        let d = tokio::time::timeout(std::time::Duration::from_secs(1), handle.request_entry(req))
+            .await
+            .expect("a full queue answers at once");
+        assert!(
+            matches!(
+                d,
+                EntryDecision::Denied {
+                    reason: DenyReason::QueueFull,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+        assert!(matches!(
+            handle
+                .opt_in(Id::new("h").unwrap(), Id::new("c").unwrap())
+                .await,
+            Err(ServerError::Busy)
+        ));
+    }
+}

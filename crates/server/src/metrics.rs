@@ -19,6 +19,7 @@ pub struct Metrics {
     alarms: Mutex<BTreeMap<&'static str, u64>>,
     dropped: Mutex<BTreeMap<&'static str, u64>>,
     decisions: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    webhooks: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 fn bump<K: Ord>(m: &Mutex<BTreeMap<K, u64>>, k: K) {
@@ -41,6 +42,18 @@ impl Metrics {
     /// reason (empty when authorised).
     pub fn decision(&self, outcome: &'static str, reason: &'static str) {
         bump(&self.decisions, (outcome, reason));
+    }
+
+    /// A webhook attempt ended with `result`: `delivered`, `failed`, `dead_letter` (all
+    /// attempts failed) or `queue_full`.
+    pub fn webhook(&self, result: &'static str) {
+        bump(&self.webhooks, result);
+    }
+
+    /// How many webhook attempts ended with `result` so far.
+    pub fn webhook_count(&self, result: &str) -> u64 {
+        let m = self.webhooks.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(result).copied().unwrap_or(0)
     }
 
     /// How many messages were dropped for `reason` so far.
@@ -112,6 +125,19 @@ impl Metrics {
                 "doorward_unlock_decisions_total{{outcome=\"{o}\",reason=\"{r}\"}} {v}"
             );
         }
+        let _ = writeln!(
+            s,
+            "# HELP doorward_webhook_deliveries_total Webhook attempts, by result.\n\
+             # TYPE doorward_webhook_deliveries_total counter"
+        );
+        for (k, v) in self
+            .webhooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(s, "doorward_webhook_deliveries_total{{result=\"{k}\"}} {v}");
+        }
         s
     }
 }
@@ -160,7 +186,9 @@ mod tests {
         m.alarm("witness_lost");
         m.dropped("oversized");
         m.decision("denied", "vacation");
+        m.webhook("delivered");
         let t = m.render();
+        assert!(t.contains("doorward_webhook_deliveries_total{result=\"delivered\"} 1"));
         assert!(t.contains("doorward_alarms_total{kind=\"witness_lost\"} 1"));
         assert!(t.contains("doorward_messages_dropped_total{reason=\"oversized\"} 1"));
         assert!(

@@ -1,0 +1,325 @@
+//! Signed alarm webhooks against a real receiver: an axum server on a free loopback port
+//! that checks every request's Standard Webhooks signature with its own HMAC code (not the
+//! server's), answers with a scripted status, and records what it got.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use base64::Engine;
+use common::*;
+use doorward_control::{EntryDecision, EntryRequest};
+use doorward_proto::*;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// Generous ceiling for cause and effect.
+const CEILING: Duration = Duration::from_secs(5);
+/// Long enough for every attempt of one request (the backoff sums to under 2 s).
+const DEAD_LETTER_CEILING: Duration = Duration::from_secs(15);
+/// The server's secret in these tests (24 bytes, base64).
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+/// Another secret, for the receiver that must fail its check.
+const OTHER_SECRET: &str = "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+/// One request as the receiver saw it.
+#[derive(Clone, Debug)]
+struct Got {
+    msg_id: String,
+    verified: bool,
+    body: serde_json::Value,
+}
+
+#[derive(Clone)]
+struct Receiver {
+    secret: Vec<u8>,
+    /// Requests answered 500 before the first 200.
+    fail_first: usize,
+    got: Arc<Mutex<Vec<Got>>>,
+}
+
+/// The receiver's own check: the spec's content to sign, HMAC-SHA256, base64, compared with
+/// every `v1,` signature in the header; and a timestamp within five minutes.
+fn verify(secret: &[u8], headers: &HeaderMap, body: &[u8]) -> bool {
+    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let (id, ts, sigs) = (
+        h("webhook-id"),
+        h("webhook-timestamp"),
+        h("webhook-signature"),
+    );
+    let Ok(ts_s) = ts.parse::<u64>() else {
+        return false;
+    };
+    if (wall_ms() / 1000).abs_diff(ts_s) > 300 {
+        return false;
+    }
+    let mut content = format!("{id}.{ts}.").into_bytes();
+    content.extend_from_slice(body);
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
+    mac.update(&content);
+    let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    !id.is_empty()
+        && sigs
+            .split(' ')
+            .any(|s| s.strip_prefix("v1,") == Some(expected.as_str()))
+}
+
+async fn hook(
+    State(r): State<Receiver>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> StatusCode {
+    let verified = verify(&r.secret, &headers, &body);
+    let mut got = r.got.lock().unwrap();
+    got.push(Got {
+        msg_id: headers
+            .get("webhook-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned(),
+        verified,
+        body: serde_json::from_slice(&body).unwrap_or_default(),
+    });
+    if got.len() <= r.fail_first {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::NO_CONTENT
+    }
+}
+
+/// Starts a receiver checking with `secret`; returns its URL and what it got.
+async fn receiver(secret: &str, fail_first: usize) -> (String, Arc<Mutex<Vec<Got>>>) {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let r = Receiver {
+        secret: base64::engine::general_purpose::STANDARD
+            .decode(secret.strip_prefix("whsec_").unwrap())
+            .unwrap(),
+        fail_first,
+        got: got.clone(),
+    };
+    let app = axum::Router::new().route("/hook", post(hook)).with_state(r);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}/hook"), got)
+}
+
+fn of_kind(got: &Arc<Mutex<Vec<Got>>>, kind: &str) -> Vec<Got> {
+    got.lock()
+        .unwrap()
+        .iter()
+        .filter(|g| g.body["kind"] == kind)
+        .cloned()
+        .collect()
+}
+
+/// Injects a lock report signed by the wrong key: the core raises `forged_report` (I10).
+async fn forge_report(ts: &TestServer, home: &mut Home) {
+    let forger = Mqttc::connect(&ts.mqtt, &home.id, &home.lock_id).await;
+    let wrong = KeyPair::generate(&mut home.rng);
+    let mut sim = LockSim {
+        seq: 0,
+        t0: std::time::Instant::now(),
+        bolt: Bolt::Thrown,
+        door: Door::Closed,
+        cycle: None,
+    };
+    forger
+        .send(sim.report(&home.lock_id, &wrong, LockEvent::Boot))
+        .await;
+}
+
+/// I4/I14 through a webhook: an authorised entry, then the camera stops publishing (no
+/// disconnect); the receiver gets WitnessLost, correctly signed, within the ceiling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn i14_silent_camera_witness_lost_reaches_a_signed_webhook() {
+    let ts = TestServer::start(Broker::Embedded).await;
+    let mut home = provision(&ts.handle).await;
+    let (url, got) = receiver(SECRET, 0).await;
+    ts.handle.add_webhook(&home.id, &url, SECRET).unwrap();
+    let lock = LockDev::start(&ts.mqtt, &home).await;
+    let cam = CameraDev::start(&ts.mqtt, &home, true).await;
+    eventually(CEILING, "the camera proves at the entry pace", || {
+        let n = cam.proofs_sent();
+        async move { n >= 6 }
+    })
+    .await;
+    let (h, hid) = (ts.handle.clone(), home.id.clone());
+    eventually(CEILING, "the lock's boot report is evidence", || {
+        let (h, hid) = (h.clone(), hid.clone());
+        async move {
+            let s = h.home_state(&hid).await.unwrap().unwrap();
+            s.doors[0].lock.evidence.is_some()
+        }
+    })
+    .await;
+    let nonce = lock.nonce(&mut home.rng);
+    let driver_sig = home.driver.sign(
+        DRIVER_NONCE_CONTEXT,
+        &driver_nonce_message(&home.lock_id, &nonce.body.nonce),
+    );
+    let decision = tokio::time::timeout(
+        CEILING,
+        ts.handle.request_entry(EntryRequest {
+            delivery: home.delivery.clone(),
+            driver: home.driver.public(),
+            nonce,
+            driver_sig,
+        }),
+    )
+    .await
+    .expect("a decision within the ceiling");
+    assert!(
+        matches!(decision, EntryDecision::Authorised { .. }),
+        "{decision:?}"
+    );
+    eventually(CEILING, "the lock reports the bolt retracted", || {
+        let s = lock.state.clone();
+        async move { s.lock().unwrap().cycle.is_some() }
+    })
+    .await;
+    let del = home.delivery.clone();
+    eventually(CEILING, "the entry is open at the server", || {
+        let (h, hid, del) = (h.clone(), hid.clone(), del.clone());
+        async move {
+            let s = h.home_state(&hid).await.unwrap().unwrap();
+            s.doors[0]
+                .delivery
+                .as_ref()
+                .is_some_and(|(d, p)| d == &del && *p == doorward_control::Phase::Entry)
+        }
+    })
+    .await;
+
+    cam.silent.store(true, std::sync::atomic::Ordering::Relaxed);
+    eventually(CEILING, "the webhook gets witness_lost", || {
+        let n = of_kind(&got, "witness_lost").len();
+        async move { n >= 1 }
+    })
+    .await;
+    let g = &of_kind(&got, "witness_lost")[0];
+    assert!(g.verified, "the signature checks out with the secret");
+    assert_eq!(g.body["home"], home.id.as_str());
+    assert_eq!(g.body["device"], home.cam_id.as_str());
+    assert_eq!(g.body["type"], "alarm");
+    assert!(g.body["action"].as_str().is_some_and(|a| !a.is_empty()));
+    assert_eq!(
+        g.msg_id,
+        format!("alarm-{}-{}", home.id.as_str(), g.body["id"])
+    );
+    assert!(
+        ts.metric("doorward_webhook_deliveries_total{result=\"delivered\"}")
+            .await
+            >= 1
+    );
+    ts.stop().await;
+}
+
+/// A receiver that answers 500 twice gets the alarm on the third attempt, with the same
+/// `webhook-id` each time; every attempt is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn webhook_is_retried_until_the_third_attempt_succeeds() {
+    let ts = TestServer::start(Broker::Embedded).await;
+    let mut home = provision(&ts.handle).await;
+    let (url, got) = receiver(SECRET, 2).await;
+    ts.handle.add_webhook(&home.id, &url, SECRET).unwrap();
+    forge_report(&ts, &mut home).await;
+    eventually(CEILING, "three attempts reach the receiver", || {
+        let n = of_kind(&got, "forged_report").len();
+        async move { n >= 3 }
+    })
+    .await;
+    let g = of_kind(&got, "forged_report");
+    assert!(g.iter().all(|g| g.verified));
+    assert!(g.iter().all(|x| x.msg_id == g[0].msg_id), "{g:?}");
+    eventually(CEILING, "the third attempt is counted delivered", || {
+        let h = ts.handle.clone();
+        async move { h.metrics().webhook_count("delivered") >= 1 }
+    })
+    .await;
+    assert!(ts.handle.metrics().webhook_count("failed") >= 2);
+    assert!(ts.handle.webhook_dead_letters().is_empty());
+    ts.stop().await;
+}
+
+/// A receiver that always fails: after every attempt the request is a dead letter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn webhook_that_always_fails_becomes_a_dead_letter() {
+    let ts = TestServer::start(Broker::Embedded).await;
+    let mut home = provision(&ts.handle).await;
+    let (url, got) = receiver(SECRET, usize::MAX).await;
+    ts.handle.add_webhook(&home.id, &url, SECRET).unwrap();
+    forge_report(&ts, &mut home).await;
+    eventually(DEAD_LETTER_CEILING, "a dead letter", || {
+        let h = ts.handle.clone();
+        async move { !h.webhook_dead_letters().is_empty() }
+    })
+    .await;
+    let d = &ts.handle.webhook_dead_letters()[0];
+    assert_eq!(d.home, home.id);
+    assert_eq!(d.url, url);
+    assert_eq!(d.attempts, doorward_server::webhook::WEBHOOK_MAX_ATTEMPTS);
+    assert!(d.last_error.contains("500"), "{d:?}");
+    let seen = got
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|g| g.msg_id == d.msg_id)
+        .count();
+    assert!(seen >= doorward_server::webhook::WEBHOOK_MAX_ATTEMPTS as usize);
+    assert!(
+        ts.metric("doorward_webhook_deliveries_total{result=\"dead_letter\"}")
+            .await
+            >= 1
+    );
+    ts.stop().await;
+}
+
+/// The receiver's check is real: with another secret, the same requests do not verify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn webhook_signed_with_another_secret_fails_verification() {
+    let ts = TestServer::start(Broker::Embedded).await;
+    let mut home = provision(&ts.handle).await;
+    let (url, got) = receiver(OTHER_SECRET, 0).await;
+    ts.handle.add_webhook(&home.id, &url, SECRET).unwrap();
+    forge_report(&ts, &mut home).await;
+    eventually(CEILING, "the alarm reaches the receiver", || {
+        let n = of_kind(&got, "forged_report").len();
+        async move { n >= 1 }
+    })
+    .await;
+    assert!(of_kind(&got, "forged_report").iter().all(|g| !g.verified));
+    ts.stop().await;
+}
+
+/// Only http URLs and whsec_ secrets are accepted through the provisioning API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_webhook_refuses_other_schemes_and_bad_secrets() {
+    let ts = TestServer::start(Broker::Embedded).await;
+    let home = provision(&ts.handle).await;
+    for url in [
+        "ftp://127.0.0.1/x",
+        "file:///etc/passwd",
+        "https://example.com/x",
+    ] {
+        assert!(
+            ts.handle.add_webhook(&home.id, url, SECRET).is_err(),
+            "{url}"
+        );
+    }
+    assert!(ts
+        .handle
+        .add_webhook(&home.id, "http://127.0.0.1:9/x", "not-a-secret")
+        .is_err());
+    assert!(ts
+        .handle
+        .add_webhook(&home.id, "http://127.0.0.1:9/x", SECRET)
+        .is_ok());
+    ts.stop().await;
+}

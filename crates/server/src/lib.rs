@@ -15,9 +15,9 @@
 //!
 //! Map: [`config`] (file, environment, flags), [`keystore`] (key files, mode 0600),
 //! [`broker`] (embedded rumqttd), [`gateway`] (MQTT client, topics, size and rate limits),
-//! [`runtime`] (the control task and the effects task), [`hub`] (SSE fan-out),
-//! [`http`] (routes, OpenAPI), [`metrics`], [`server`] (start, provisioning API, shutdown),
-//! [`webhook`] (signed alarm webhooks, Standard Webhooks style: headers, body, retries).
+//! [`runtime`] (the control task and the effects task), [`journal`] (the registry's
+//! durable form and its replay on start), [`hub`] (SSE fan-out),
+//! [`http`] (routes, OpenAPI), [`metrics`], [`server`] (start, provisioning API, shutdown).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -27,11 +27,11 @@ pub mod config;
 pub mod gateway;
 pub mod http;
 pub mod hub;
+pub mod journal;
 pub mod keystore;
 pub mod metrics;
 pub mod runtime;
 pub mod server;
-pub mod webhook;
 
 pub use config::{Database, FileConfig, Mqtt, Overrides, ServeConfig};
 pub use runtime::ServerError;

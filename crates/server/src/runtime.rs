@@ -159,7 +159,6 @@ pub(crate) struct Effects {
     pub routes: Arc<Routes>,
     pub hub: Arc<Hub>,
     pub metrics: Arc<Metrics>,
-    pub webhooks: Arc<crate::webhook::Webhooks>,
 }
 
 /// The control task's state.
@@ -284,6 +283,7 @@ impl Runtime {
                 // returns only its error, and alarms due at this instant must not go with it.
                 let due = self.control.handle(now, Input::Tick);
                 self.outputs(due, None, batch);
+                let journal = crate::journal::Op::of(&op);
                 match self.control.admin(now, op) {
                     Ok(outs) => {
                         if let Some((home, devices)) = paired {
@@ -298,6 +298,7 @@ impl Runtime {
                             self.gateway.subscribe_home(&home);
                         }
                         self.outputs(outs, None, batch);
+                        self.journal(now, journal, batch);
                         batch.actions.push(Action::Reply(reply, Ok(())));
                     }
                     Err(e) => {
@@ -347,6 +348,33 @@ impl Runtime {
             Command::Shutdown { reply } => return Some(reply),
         }
         None
+    }
+
+    /// Records an accepted administrative change so a restart can replay it; the reply
+    /// waits for this write like for the core's own record of the change.
+    fn journal(&mut self, now: u64, op: crate::journal::Op, batch: &mut Batch) {
+        let home = op
+            .home()
+            .cloned()
+            .unwrap_or_else(|| Id::new(SERVER_CHAIN).expect("a valid id"));
+        if let crate::journal::Op::AddHome { home, root, .. } = &op {
+            // The home's registry row: how a restart finds the homes to replay.
+            let row = doorward_store::Record::Home(doorward_store::Home {
+                id: home.clone(),
+                name: home.to_string(),
+                root_key: *root,
+                created_ms: now,
+            });
+            match self.store.put_record(&row) {
+                Ok(p) => batch.pending.push(p),
+                Err(e) => {
+                    tracing::error!(%home, error = %e, "home record failed");
+                    batch.storage_failed = true;
+                }
+            }
+        }
+        let payload = doorward_proto::codec::encode(&op);
+        self.append(home, now, crate::journal::REGISTRY_OP, None, payload, batch);
     }
 
     /// Sorts the core's outputs into audit writes (now) and actions (once durable).
@@ -592,7 +620,6 @@ fn perform(fx: &Effects, action: Action, durable: bool) {
                 fx.metrics.alarm(label(&a.alarm.kind));
             }
             fx.hub.publish(&a.alarm.home, alarm_event(&a));
-            fx.webhooks.alarm(&a);
         }
         Action::Hub(home, ev) => fx.hub.publish(&home, ev),
         Action::Decision(d, reply) => {

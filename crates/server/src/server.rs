@@ -22,7 +22,6 @@ use crate::hub::Hub;
 use crate::keystore::Keystore;
 use crate::metrics::Metrics;
 use crate::runtime::{wall_ms, Command, Effects, Runtime, ServerError, CONTROL_QUEUE_CAPACITY};
-use crate::webhook::{DeadLetter, Endpoint, Webhooks};
 
 /// What the HTTP handlers and the [`Handle`] share.
 pub struct Shared {
@@ -30,7 +29,6 @@ pub struct Shared {
     pub(crate) keystore: Keystore,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) hub: Arc<Hub>,
-    pub(crate) webhooks: Arc<Webhooks>,
     pub(crate) gateway: Gateway,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) server_key: PubKey,
@@ -100,7 +98,26 @@ impl Server {
 
         let mut seed = [0u8; 32];
         OsRng.fill_bytes(&mut seed);
-        let control = Control::new(Config::default(), server_key.clone(), seed, wall_ms());
+        let mut control = Control::new(Config::default(), server_key.clone(), seed, wall_ms());
+        // Back to the registry the record describes before anything else reaches the core.
+        let replayed = tokio::task::block_in_place(|| {
+            crate::journal::replay(store.as_ref(), &keystore, &mut control, wall_ms())
+        })
+        .context("cannot read the registry back from the store")?;
+        for home in &replayed.homes {
+            gateway.subscribe_home(home);
+        }
+        for (device, home) in replayed.devices {
+            routes.insert(device, home);
+        }
+        metrics
+            .supervised_devices
+            .store(routes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(
+            homes = replayed.homes.len(),
+            refused = replayed.refused,
+            "registry replayed"
+        );
         let runtime = Runtime::new(
             control,
             server_key.clone(),
@@ -109,13 +126,11 @@ impl Server {
             gateway.clone(),
             metrics.clone(),
         );
-        let webhooks = Webhooks::start(metrics.clone());
         let effects = Effects {
             gateway: gateway.clone(),
             routes,
             hub: hub.clone(),
             metrics: metrics.clone(),
-            webhooks: webhooks.clone(),
         };
         let control_task = tokio::spawn(runtime.run(rx, effects));
 
@@ -124,7 +139,6 @@ impl Server {
             keystore,
             metrics,
             hub,
-            webhooks,
             gateway,
             store,
             server_key: server_key.public(),
@@ -365,22 +379,6 @@ impl Handle {
         self.call(|reply| Command::State { home, reply }).await
     }
 
-    /// Adds a signed webhook for `home`'s alarms: an `http://` URL and a `whsec_<base64>`
-    /// secret (see [`crate::webhook`]). Kept in memory: a restart forgets it.
-    pub fn add_webhook(&self, home: &Id, url: &str, secret: &str) -> Result<(), ServerError> {
-        check_home_id(home)?;
-        let ep = Endpoint::new(url, secret).map_err(|e| ServerError::Invalid(e.to_string()))?;
-        self.shared
-            .webhooks
-            .add(home.clone(), ep)
-            .map_err(|e| ServerError::Invalid(e.to_string()))
-    }
-
-    /// Webhook requests that failed every attempt, oldest first.
-    pub fn webhook_dead_letters(&self) -> Vec<DeadLetter> {
-        self.shared.webhooks.dead_letters()
-    }
-
     /// The server's counters.
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
@@ -432,7 +430,6 @@ mod tests {
             shared: Arc::new(Shared {
                 tx: tx.clone(),
                 keystore,
-                webhooks: Webhooks::start(metrics.clone()),
                 metrics,
                 hub: Arc::new(Hub::default()),
                 gateway,

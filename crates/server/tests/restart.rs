@@ -1,0 +1,82 @@
+//! The registry survives a clean restart: homes, doors, carriers, drivers and deliveries are
+//! read back from the store, so the restarted server is in the same registry state.
+
+mod common;
+
+use common::*;
+use doorward_control::{AdminError, DeliverySetup, HomePolicy, WeeklyWindow};
+use doorward_server::ServerError;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn registry_survives_a_clean_restart() {
+    let ts = TestServer::start(Broker::Embedded).await;
+    let home = provision(&ts.handle).await;
+    let policy = HomePolicy {
+        windows: vec![WeeklyWindow {
+            start_min: 0,
+            end_min: 10_080,
+        }],
+        live_approval: true,
+        ..HomePolicy::default()
+    };
+    ts.handle
+        .admin(doorward_control::Admin::SetPolicy {
+            home: home.id.clone(),
+            policy,
+        })
+        .await
+        .unwrap();
+    let before = ts.handle.home_state(&home.id).await.unwrap().unwrap();
+    let dir = ts.stop().await;
+
+    let ts = TestServer::start_in(Broker::Embedded, dir).await;
+    let after = ts
+        .handle
+        .home_state(&home.id)
+        .await
+        .unwrap()
+        .expect("the home is back after the restart");
+    assert_eq!(after.doors.len(), 1);
+    assert_eq!(after.doors[0].lock_id, home.lock_id);
+    assert_eq!(after.doors[0].camera_id, home.cam_id);
+    assert_eq!(after.epoch, before.epoch);
+
+    // The delivery, the driver and the home are registered: doing it again is refused.
+    let now = wall_ms();
+    let again = ts
+        .handle
+        .schedule(DeliverySetup {
+            delivery: home.delivery.clone(),
+            home: home.id.clone(),
+            lock: home.lock_id.clone(),
+            carrier: home.carrier.clone(),
+            driver: home.driver.public(),
+            not_before_ms: now,
+            not_after_ms: now + 60_000,
+            max_open_ms: None,
+        })
+        .await;
+    assert!(
+        matches!(again, Err(ServerError::Admin(AdminError::Exists(_)))),
+        "the scheduled delivery was forgotten: {again:?}"
+    );
+    let again = ts
+        .handle
+        .add_driver(home.driver.public(), home.carrier.clone())
+        .await;
+    assert!(
+        matches!(again, Err(ServerError::Admin(AdminError::Exists(_)))),
+        "the driver was forgotten: {again:?}"
+    );
+    let again = ts
+        .handle
+        .add_home_with_root(home.id.clone(), &home.root, 60_000, HomePolicy::default())
+        .await;
+    assert!(
+        matches!(again, Err(ServerError::Admin(AdminError::Exists(_)))),
+        "the home was forgotten: {again:?}"
+    );
+    // The door is routed again: the lock's messages reach the core.
+    assert_eq!(ts.metric("doorward_supervised_devices ").await, 2);
+    ts.stop().await;
+}

@@ -17,7 +17,8 @@
 //! [`broker`] (embedded rumqttd), [`gateway`] (MQTT client, topics, size and rate limits),
 //! [`runtime`] (the control task and the effects task), [`journal`] (the registry's
 //! durable form and its replay on start), [`hub`] (SSE fan-out),
-//! [`http`] (routes, OpenAPI), [`metrics`], [`server`] (start, provisioning API, shutdown).
+//! [`http`] (routes, OpenAPI), [`metrics`], [`server`] (start, provisioning API, shutdown),
+//! [`webhook`] (signed alarm webhooks, Standard Webhooks style: headers, body, retries).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -32,6 +33,7 @@ pub mod keystore;
 pub mod metrics;
 pub mod runtime;
 pub mod server;
+pub mod webhook;
 
 pub use config::{Database, FileConfig, Mqtt, Overrides, ServeConfig};
 pub use runtime::ServerError;

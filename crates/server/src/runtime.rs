@@ -159,6 +159,7 @@ pub(crate) struct Effects {
     pub routes: Arc<Routes>,
     pub hub: Arc<Hub>,
     pub metrics: Arc<Metrics>,
+    pub webhooks: Arc<crate::webhook::Webhooks>,
 }
 
 /// The control task's state.
@@ -620,6 +621,7 @@ fn perform(fx: &Effects, action: Action, durable: bool) {
                 fx.metrics.alarm(label(&a.alarm.kind));
             }
             fx.hub.publish(&a.alarm.home, alarm_event(&a));
+            fx.webhooks.alarm(&a);
         }
         Action::Hub(home, ev) => fx.hub.publish(&home, ev),
         Action::Decision(d, reply) => {

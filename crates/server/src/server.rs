@@ -22,6 +22,7 @@ use crate::hub::Hub;
 use crate::keystore::Keystore;
 use crate::metrics::Metrics;
 use crate::runtime::{wall_ms, Command, Effects, Runtime, ServerError, CONTROL_QUEUE_CAPACITY};
+use crate::webhook::{DeadLetter, Endpoint, Webhooks};
 
 /// What the HTTP handlers and the [`Handle`] share.
 pub struct Shared {
@@ -29,6 +30,7 @@ pub struct Shared {
     pub(crate) keystore: Keystore,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) hub: Arc<Hub>,
+    pub(crate) webhooks: Arc<Webhooks>,
     pub(crate) gateway: Gateway,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) server_key: PubKey,
@@ -126,11 +128,13 @@ impl Server {
             gateway.clone(),
             metrics.clone(),
         );
+        let webhooks = Webhooks::start(metrics.clone());
         let effects = Effects {
             gateway: gateway.clone(),
             routes,
             hub: hub.clone(),
             metrics: metrics.clone(),
+            webhooks: webhooks.clone(),
         };
         let control_task = tokio::spawn(runtime.run(rx, effects));
 
@@ -139,6 +143,7 @@ impl Server {
             keystore,
             metrics,
             hub,
+            webhooks,
             gateway,
             store,
             server_key: server_key.public(),
@@ -379,6 +384,22 @@ impl Handle {
         self.call(|reply| Command::State { home, reply }).await
     }
 
+    /// Adds a signed webhook for `home`'s alarms: an `http://` URL and a `whsec_<base64>`
+    /// secret (see [`crate::webhook`]). Kept in memory: a restart forgets it.
+    pub fn add_webhook(&self, home: &Id, url: &str, secret: &str) -> Result<(), ServerError> {
+        check_home_id(home)?;
+        let ep = Endpoint::new(url, secret).map_err(|e| ServerError::Invalid(e.to_string()))?;
+        self.shared
+            .webhooks
+            .add(home.clone(), ep)
+            .map_err(|e| ServerError::Invalid(e.to_string()))
+    }
+
+    /// Webhook requests that failed every attempt, oldest first.
+    pub fn webhook_dead_letters(&self) -> Vec<DeadLetter> {
+        self.shared.webhooks.dead_letters()
+    }
+
     /// The server's counters.
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
@@ -430,6 +451,7 @@ mod tests {
             shared: Arc::new(Shared {
                 tx: tx.clone(),
                 keystore,
+                webhooks: Webhooks::start(metrics.clone()),
                 metrics,
                 hub: Arc::new(Hub::default()),
                 gateway,

@@ -243,11 +243,13 @@ pub fn openapi() -> Value {
                 }
             }}
         },
+        "webhooks": {"alarm": crate::webhook::openapi_webhook()},
         "components": {
             "securitySchemes": {
                 "homeToken": {"type": "http", "scheme": "bearer", "description": "The home's event token."}
             },
             "schemas": {
+                "AlarmWebhook": crate::webhook::openapi_schema(),
                 "Readiness": {
                     "type": "object",
                     "required": ["database", "broker"],

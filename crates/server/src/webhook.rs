@@ -167,6 +167,44 @@ pub fn body(n: &AlarmNotice) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap_or_default()
 }
 
+/// The alarm body's JSON Schema, for the OpenAPI document's components.
+pub fn openapi_schema() -> serde_json::Value {
+    serde_json::json!({
+        "type": "object",
+        "description": "An alarm, POSTed to each webhook of its home, and again for each re-send until it is acknowledged.",
+        "required": ["type", "id", "home", "kind", "raised_ms", "device", "detail", "action", "sent", "evidence"],
+        "properties": {
+            "type": {"const": "alarm"},
+            "id": {"type": "integer", "description": "Unique per server, increasing."},
+            "home": {"type": "string"},
+            "kind": {"type": "string", "description": "The alarm kind in snake_case, e.g. witness_lost."},
+            "raised_ms": {"type": "integer", "description": "Server time when raised, Unix milliseconds."},
+            "device": {"type": ["string", "null"]},
+            "detail": {"type": "string"},
+            "action": {"type": "string", "description": "What the homeowner should do."},
+            "sent": {"type": "integer", "description": "1 when first raised, then 2, 3… for each re-send."},
+            "evidence": {"oneOf": [{"type": "null"}, {"type": "object", "properties": {
+                "device": {"type": "string"}, "seq": {"type": "integer"}, "digest": {"type": "string"}}}]}
+        }
+    })
+}
+
+/// The OpenAPI 3.1 `webhooks` entry: what a receiver gets and must answer.
+pub fn openapi_webhook() -> serde_json::Value {
+    let header = |name: &str, d: &str| serde_json::json!({"name": name, "in": "header", "required": true, "description": d, "schema": {"type": "string"}});
+    serde_json::json!({"post": {
+        "operationId": "alarmWebhook",
+        "summary": "An alarm, signed in the Standard Webhooks style.",
+        "parameters": [
+            header("webhook-id", "alarm-{home}-{id}: the same for every re-send and retry of one alarm"),
+            header("webhook-timestamp", "the attempt's time, Unix seconds"),
+            header("webhook-signature", "v1, and the base64 HMAC-SHA256 of {webhook-id}.{webhook-timestamp}.{body} under the secret after whsec_")
+        ],
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AlarmWebhook"}}}},
+        "responses": {"2XX": {"description": "received; anything else is retried"}}
+    }})
+}
+
 /// A request that failed every attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeadLetter {
@@ -202,6 +240,12 @@ pub struct Webhooks {
 impl Webhooks {
     /// Starts the delivery task (needs a tokio runtime).
     pub fn start(metrics: Arc<Metrics>) -> Arc<Webhooks> {
+        let (w, rx) = Webhooks::without_task(metrics);
+        tokio::spawn(deliver_all(rx, Arc::downgrade(&w)));
+        w
+    }
+
+    fn without_task(metrics: Arc<Metrics>) -> (Arc<Webhooks>, mpsc::Receiver<Job>) {
         let (tx, rx) = mpsc::channel(WEBHOOK_QUEUE_CAPACITY);
         let w = Arc::new(Webhooks {
             endpoints: Mutex::new(HashMap::new()),
@@ -209,8 +253,7 @@ impl Webhooks {
             dead: Mutex::new(VecDeque::new()),
             metrics,
         });
-        tokio::spawn(deliver_all(rx, Arc::downgrade(&w)));
-        w
+        (w, rx)
     }
 
     /// Adds an endpoint to `home` (no check that the home exists: it only receives its alarms).
@@ -435,6 +478,74 @@ mod tests {
             assert!(backoff_ms(40, r) <= WEBHOOK_MAX_DELAY_MS);
             assert!(backoff_ms(40, r) >= WEBHOOK_MAX_DELAY_MS / 2);
         }
+    }
+
+    fn notice(id: u64) -> AlarmNotice {
+        AlarmNotice {
+            alarm: doorward_proto::Alarm {
+                id,
+                home: Id::new("h").unwrap(),
+                kind: doorward_proto::AlarmKind::WitnessLost,
+                raised_ms: 1,
+                device: Some(Id::new("cam").unwrap()),
+                evidence: None,
+                detail: "silent".into(),
+            },
+            evidence: None,
+            action: "check the door",
+            sent: 1,
+        }
+    }
+
+    #[test]
+    fn body_has_what_the_schema_requires_and_a_stable_id() {
+        let b: serde_json::Value = serde_json::from_slice(&body(&notice(7))).unwrap();
+        for k in openapi_schema()["required"].as_array().unwrap() {
+            assert!(b.get(k.as_str().unwrap()).is_some(), "{k}");
+        }
+        assert_eq!(b["kind"], "witness_lost");
+        let mut again = notice(7);
+        again.sent = 2;
+        assert_eq!(
+            message_id(&notice(7)),
+            message_id(&again),
+            "re-sends share the id"
+        );
+        assert_ne!(message_id(&notice(7)), message_id(&notice(8)));
+    }
+
+    #[tokio::test]
+    async fn full_queue_drops_and_counts() {
+        let metrics = Arc::new(Metrics::default());
+        let (w, _rx) = Webhooks::without_task(metrics.clone());
+        let ep = Endpoint::new(
+            "http://127.0.0.1:9/",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        )
+        .unwrap();
+        w.add(Id::new("h").unwrap(), ep).unwrap();
+        for i in 0..=WEBHOOK_QUEUE_CAPACITY as u64 {
+            w.alarm(&notice(i));
+        }
+        assert_eq!(metrics.webhook_count("queue_full"), 1);
+    }
+
+    #[tokio::test]
+    async fn dead_letters_are_bounded() {
+        let (w, _rx) = Webhooks::without_task(Arc::new(Metrics::default()));
+        for i in 0..=MAX_DEAD_LETTERS {
+            w.bury(DeadLetter {
+                home: Id::new("h").unwrap(),
+                url: "http://127.0.0.1:9/".into(),
+                msg_id: format!("m{i}"),
+                attempts: WEBHOOK_MAX_ATTEMPTS,
+                last_error: "status 500".into(),
+                at_ms: 0,
+            });
+        }
+        let d = w.dead_letters();
+        assert_eq!(d.len(), MAX_DEAD_LETTERS);
+        assert_eq!(d[0].msg_id, "m1", "the oldest is forgotten first");
     }
 
     #[tokio::test]

@@ -217,6 +217,7 @@ impl Runtime {
         {
             let now = self.now();
             let mut batch = Batch::default();
+            self.cover_tails(&mut batch);
             self.append(
                 Id::new(SERVER_CHAIN).expect("a valid id"),
                 now,
@@ -259,6 +260,59 @@ impl Runtime {
         }
         drop(etx);
         let _ = effects_task.await;
+    }
+
+    /// Signs a checkpoint over every stored chain whose end no checkpoint covers: after a
+    /// crash (SIGKILL, power loss) the entries written since the last checkpoint are durable
+    /// but unsigned, and the record would not verify until the home's next event.
+    fn cover_tails(&mut self, batch: &mut Batch) {
+        let store = self.store.clone();
+        let homes = tokio::task::block_in_place(|| {
+            let mut homes = vec![Id::new(SERVER_CHAIN).expect("a valid id")];
+            let mut after: Option<Id> = None;
+            loop {
+                let page = store.home_ids(after.as_ref(), doorward_store::MAX_READ_ROWS)?;
+                let done = page.len() < doorward_store::MAX_READ_ROWS;
+                after = page.last().cloned();
+                homes.extend(page);
+                if done {
+                    return Ok::<_, doorward_store::StoreError>(homes);
+                }
+            }
+        });
+        let homes = match homes {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list the homes to cover their records");
+                batch.storage_failed = true;
+                return;
+            }
+        };
+        for home in homes {
+            let head = tokio::task::block_in_place(|| store.audit_head(&home));
+            let covered = match &head {
+                Ok(h) => h
+                    .last_checkpoint
+                    .as_ref()
+                    .map_or(h.next_index == 0, |c| c.body.count == h.next_index),
+                Err(_) => false,
+            };
+            if covered {
+                continue;
+            }
+            let now = self.now();
+            let key = self.key.clone();
+            match self.chain(&home) {
+                Ok(chain) => {
+                    let cp = chain.checkpoint(now, &key);
+                    self.checkpoint(home, cp, batch);
+                }
+                Err(e) => {
+                    tracing::error!(%home, error = %e, "cannot resume the record");
+                    batch.storage_failed = true;
+                }
+            }
+        }
     }
 
     /// Handles one command; returns the reply of a shutdown.

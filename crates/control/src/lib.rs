@@ -26,6 +26,7 @@ mod device;
 mod entry;
 pub mod io;
 pub mod registry;
+pub mod snapshot;
 mod stream;
 pub mod view;
 pub mod wheel;
@@ -39,6 +40,7 @@ pub use io::{
 pub use registry::{
     Admin, AdminError, DeliverySetup, DoorKind, DoorSetup, HomePolicy, HomeSetup, WeeklyWindow,
 };
+pub use snapshot::DeviceSnapshot;
 pub use view::{
     CameraValue, DeliveryView, DoorState, DoorValue, HomeState, LockValue, Shown, View,
 };

@@ -127,6 +127,15 @@ pub enum Command {
         /// Answered once everything is durable.
         reply: oneshot::Sender<()>,
     },
+    /// An entry of the server's own (a webhook dead letter) for `home`'s audit chain.
+    Record {
+        /// The chain.
+        home: Id,
+        /// The entry kind.
+        kind: EntryKind,
+        /// The details.
+        payload: Vec<u8>,
+    },
 }
 
 /// Something to do once a batch's audit writes are durable.
@@ -401,6 +410,11 @@ impl Runtime {
                 let _ = reply.send(self.control.state(&home, now));
             }
             Command::Shutdown { reply } => return Some(reply),
+            Command::Record {
+                home,
+                kind,
+                payload,
+            } => self.append(home, now, kind, None, payload, batch),
         }
         None
     }

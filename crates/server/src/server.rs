@@ -128,7 +128,7 @@ impl Server {
             gateway.clone(),
             metrics.clone(),
         );
-        let webhooks = Webhooks::start(metrics.clone());
+        let webhooks = Webhooks::start(metrics.clone(), tx.clone());
         let effects = Effects {
             gateway: gateway.clone(),
             routes,
@@ -451,7 +451,7 @@ mod tests {
             shared: Arc::new(Shared {
                 tx: tx.clone(),
                 keystore,
-                webhooks: Webhooks::start(metrics.clone()),
+                webhooks: Webhooks::start(metrics.clone(), tx.clone()),
                 metrics,
                 hub: Arc::new(Hub::default()),
                 gateway,

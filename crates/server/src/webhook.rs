@@ -18,13 +18,15 @@
 //! delivers them, at most [`MAX_CONCURRENT_DELIVERIES`] at once, each request limited to
 //! [`WEBHOOK_TIMEOUT_MS`], with up to [`WEBHOOK_MAX_ATTEMPTS`] attempts and an exponential
 //! backoff with jitter between [`WEBHOOK_BASE_DELAY_MS`] and [`WEBHOOK_MAX_DELAY_MS`]. A
-//! request that fails every attempt becomes a [`DeadLetter`]. Every attempt is counted in
+//! request that fails every attempt becomes a [`DeadLetter`]: kept in memory (the last
+//! [`MAX_DEAD_LETTERS`]) and appended to the home's audit chain as a [`DEAD_LETTER_ENTRY`]
+//! through the control task. Every attempt is counted in
 //! `doorward_webhook_deliveries_total{result}`.
 //!
 //! Only `http://` URLs are delivered to today: no TLS client is in the build yet, so
 //! `https://` is refused with [`WebhookError::HttpsUnsupported`] rather than accepted and
-//! never delivered. Endpoints and dead letters are kept in memory (TODO: the store has no
-//! record kind for them yet; a restart forgets them).
+//! never delivered. Endpoints are kept in memory (TODO: the store has no record kind for
+//! them yet; a restart forgets them).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -34,6 +36,7 @@ use axum::body::Bytes;
 use axum::http::{Request, Uri};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use doorward_control::audit::EntryKind;
 use doorward_control::AlarmNotice;
 use doorward_proto::Id;
 use hmac::{Hmac, Mac};
@@ -45,6 +48,13 @@ use tokio::sync::{mpsc, Semaphore};
 
 use crate::hub::alarm_event;
 use crate::metrics::Metrics;
+use crate::runtime::Command;
+
+/// The audit entry kind of a webhook dead letter (payload: JSON with `msg_id`, `url`,
+/// `attempts`, `last_error`, `at_ms`). 64 is the registry's.
+pub const DEAD_LETTER_ENTRY: EntryKind = EntryKind(65);
+/// Longest failure text recorded in a dead letter, in characters.
+pub const MAX_DEAD_LETTER_ERROR_CHARS: usize = 256;
 
 /// Requests waiting for delivery; one more is dropped and counted `queue_full`.
 pub const WEBHOOK_QUEUE_CAPACITY: usize = 1024;
@@ -235,23 +245,29 @@ pub struct Webhooks {
     tx: mpsc::Sender<Job>,
     dead: Mutex<VecDeque<DeadLetter>>,
     metrics: Arc<Metrics>,
+    records: mpsc::Sender<Command>,
 }
 
 impl Webhooks {
-    /// Starts the delivery task (needs a tokio runtime).
-    pub fn start(metrics: Arc<Metrics>) -> Arc<Webhooks> {
-        let (w, rx) = Webhooks::without_task(metrics);
+    /// Starts the delivery task (needs a tokio runtime); dead letters go to the audit log
+    /// through `records`, the control task's queue.
+    pub fn start(metrics: Arc<Metrics>, records: mpsc::Sender<Command>) -> Arc<Webhooks> {
+        let (w, rx) = Webhooks::without_task(metrics, records);
         tokio::spawn(deliver_all(rx, Arc::downgrade(&w)));
         w
     }
 
-    fn without_task(metrics: Arc<Metrics>) -> (Arc<Webhooks>, mpsc::Receiver<Job>) {
+    fn without_task(
+        metrics: Arc<Metrics>,
+        records: mpsc::Sender<Command>,
+    ) -> (Arc<Webhooks>, mpsc::Receiver<Job>) {
         let (tx, rx) = mpsc::channel(WEBHOOK_QUEUE_CAPACITY);
         let w = Arc::new(Webhooks {
             endpoints: Mutex::new(HashMap::new()),
             tx,
             dead: Mutex::new(VecDeque::new()),
             metrics,
+            records,
         });
         (w, rx)
     }
@@ -303,6 +319,24 @@ impl Webhooks {
             error = %letter.last_error, "webhook dead letter"
         );
         self.metrics.webhook("dead_letter");
+        let payload = serde_json::json!({
+            "type": "webhook_dead_letter",
+            "msg_id": letter.msg_id,
+            "url": letter.url,
+            "attempts": letter.attempts,
+            "last_error": letter.last_error,
+            "at_ms": letter.at_ms,
+        });
+        let record = Command::Record {
+            home: letter.home.clone(),
+            kind: DEAD_LETTER_ENTRY,
+            payload: serde_json::to_vec(&payload).unwrap_or_default(),
+        };
+        if self.records.try_send(record).is_err() {
+            // The control queue is full or stopping: the in-memory letter and the log line
+            // above are all that is left of it.
+            tracing::error!(home = %letter.home, "webhook dead letter not recorded in the audit log");
+        }
         let mut d = self.dead.lock().unwrap_or_else(|e| e.into_inner());
         if d.len() >= MAX_DEAD_LETTERS {
             d.pop_front();
@@ -367,7 +401,10 @@ async fn deliver(job: Job, w: std::sync::Weak<Webhooks>) {
             url: job.endpoint.url(),
             msg_id: job.msg_id,
             attempts: WEBHOOK_MAX_ATTEMPTS,
-            last_error,
+            last_error: last_error
+                .chars()
+                .take(MAX_DEAD_LETTER_ERROR_CHARS)
+                .collect(),
             at_ms: crate::runtime::wall_ms(),
         });
     }
@@ -517,7 +554,8 @@ mod tests {
     #[tokio::test]
     async fn full_queue_drops_and_counts() {
         let metrics = Arc::new(Metrics::default());
-        let (w, _rx) = Webhooks::without_task(metrics.clone());
+        let (records, _r) = mpsc::channel(1);
+        let (w, _rx) = Webhooks::without_task(metrics.clone(), records);
         let ep = Endpoint::new(
             "http://127.0.0.1:9/",
             "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
@@ -532,7 +570,8 @@ mod tests {
 
     #[tokio::test]
     async fn dead_letters_are_bounded() {
-        let (w, _rx) = Webhooks::without_task(Arc::new(Metrics::default()));
+        let (records, _r) = mpsc::channel(1);
+        let (w, _rx) = Webhooks::without_task(Arc::new(Metrics::default()), records);
         for i in 0..=MAX_DEAD_LETTERS {
             w.bury(DeadLetter {
                 home: Id::new("h").unwrap(),
@@ -550,7 +589,8 @@ mod tests {
 
     #[tokio::test]
     async fn endpoints_per_home_are_limited() {
-        let w = Webhooks::start(Arc::new(Metrics::default()));
+        let (records, _r) = mpsc::channel(1);
+        let w = Webhooks::start(Arc::new(Metrics::default()), records);
         let home = Id::new("h").unwrap();
         let ep = Endpoint::new(
             "http://127.0.0.1:9/",

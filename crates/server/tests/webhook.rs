@@ -278,6 +278,26 @@ async fn webhook_that_always_fails_becomes_a_dead_letter() {
             .await
             >= 1
     );
+    let store = ts.handle.store();
+    let msg_id = d.msg_id.clone();
+    let hid = home.id.clone();
+    eventually(
+        CEILING,
+        "the dead letter is in the home's audit log",
+        || {
+            let (store, hid, msg_id) = (store.clone(), hid.clone(), msg_id.clone());
+            async move {
+                let entries =
+                    tokio::task::block_in_place(|| store.audit_entries(&hid, 0, 10_000)).unwrap();
+                entries.iter().any(|e| {
+                    e.kind == doorward_server::webhook::DEAD_LETTER_ENTRY
+                        && serde_json::from_slice::<serde_json::Value>(&e.payload)
+                            .is_ok_and(|v| v["msg_id"] == msg_id.as_str())
+                })
+            }
+        },
+    )
+    .await;
     ts.stop().await;
 }
 

@@ -84,6 +84,50 @@ fn i4_guard_off_witness_loss_goes_unnoticed() {
     assert!(!alarms(&out).contains(&AlarmKind::WitnessLost));
 }
 
+/// The broker redelivers (or replays) the camera's last proof after the camera went silent:
+/// an identical message proves nothing new, so the witness deadline stays where the original
+/// put it.
+#[test]
+fn i4_replayed_last_proof_does_not_delay_witness_lost() {
+    let mut w = World::new();
+    open_entry(&mut w);
+    let body = w.proof_body();
+    let last = w.proof_envelope(body);
+    let cam_id = w.cam.id.clone();
+    assert!(rejected(&w.device(&cam_id, &last)).is_empty());
+    let last_proof = w.now;
+    // The camera falls silent; the broker plays its last proof again and again.
+    for at in [100, 250, 400, 499] {
+        w.now = last_proof + at;
+        let out = w.device(&cam_id, &last);
+        assert_eq!(rejected(&out), vec![RejectReason::Duplicate]);
+        assert!(alarms(&out).is_empty());
+        w.lock_report(LockEvent::Periodic);
+    }
+    w.now = last_proof + 500;
+    assert_eq!(alarms(&w.feed(Input::Tick)), vec![AlarmKind::WitnessLost]);
+}
+
+#[test]
+fn i4_guard_off_replayed_last_proof_keeps_a_dead_witness_alive() {
+    let _off = guard::disable(Guard::StreamSequence);
+    let mut w = World::new();
+    open_entry(&mut w);
+    let body = w.proof_body();
+    let last = w.proof_envelope(body);
+    let cam_id = w.cam.id.clone();
+    w.device(&cam_id, &last);
+    let last_proof = w.now;
+    let mut seen = Vec::new();
+    for at in (100..=2_000).step_by(100) {
+        w.now = last_proof + at;
+        seen.extend(alarms(&w.device(&cam_id, &last)));
+        w.lock_report(LockEvent::Periodic);
+        seen.extend(alarms(&w.feed(Input::Tick)));
+    }
+    assert!(!seen.contains(&AlarmKind::WitnessLost), "{seen:?}");
+}
+
 #[test]
 fn i4_idle_device_silent_after_90s() {
     let mut w = World::new();

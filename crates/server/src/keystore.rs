@@ -98,6 +98,12 @@ impl Keystore {
         Ok(Some(hex::encode(read_secret(&path)?)))
     }
 
+    /// The key that wraps device session keys and stream state in the store (generated on
+    /// first use).
+    pub fn state_wrap_key(&self) -> Result<[u8; 32], KeystoreError> {
+        Ok(self.secret(&self.dir.join("state-wrap.key"))?.0)
+    }
+
     fn home_dir(&self, home: &Id) -> Result<PathBuf, KeystoreError> {
         // An Id is `[A-Za-z0-9._:-]{1,64}`; "." and ".." are the only names that would leave
         // the directory, and no home may take them.

@@ -16,7 +16,8 @@
 //! Map: [`config`] (file, environment, flags), [`keystore`] (key files, mode 0600),
 //! [`broker`] (embedded rumqttd), [`gateway`] (MQTT client, topics, size and rate limits),
 //! [`runtime`] (the control task and the effects task), [`journal`] (the registry's
-//! durable form and its replay on start), [`hub`] (SSE fan-out),
+//! durable form and its replay on start), [`devstate`] (device stream state and wrapped
+//! session keys across restarts), [`hub`] (SSE fan-out),
 //! [`http`] (routes, OpenAPI), [`metrics`], [`server`] (start, provisioning API, shutdown),
 //! [`webhook`] (signed alarm webhooks, Standard Webhooks style: headers, body, retries).
 
@@ -25,6 +26,7 @@
 
 pub mod broker;
 pub mod config;
+pub mod devstate;
 pub mod gateway;
 pub mod http;
 pub mod hub;

@@ -185,6 +185,10 @@ pub(crate) struct Runtime {
     gateway: Gateway,
     metrics: Arc<Metrics>,
     last_ms: u64,
+    /// Key sealing device state in the store ([`crate::devstate`]); `None` keeps none.
+    state_key: Option<[u8; 32]>,
+    /// The device state last written, per device (bounded by the core's paired devices).
+    kept: HashMap<Id, doorward_control::DeviceSnapshot>,
 }
 
 impl Runtime {
@@ -208,6 +212,40 @@ impl Runtime {
             gateway,
             metrics,
             last_ms: 0,
+            state_key: None,
+            kept: HashMap::new(),
+        }
+    }
+
+    /// Writes each device's stream state, sealed under `key`, whenever a message moves it.
+    pub fn keep_device_state(mut self, key: [u8; 32]) -> Runtime {
+        self.state_key = Some(key);
+        self
+    }
+
+    /// Queues `device`'s stream state if it changed, in this batch: what the batch's effects
+    /// rest on includes where the stream stood.
+    fn keep_state(&mut self, device: &Id, now: u64, batch: &mut Batch) {
+        let Some(key) = self.state_key else { return };
+        let Some(snap) = self.control.device_snapshot(device) else {
+            return;
+        };
+        if self.kept.get(device) == Some(&snap) {
+            return;
+        }
+        let Some(home) = self.routes.home_of(device) else {
+            return;
+        };
+        let row = crate::devstate::wrap(&key, &home, device, &snap, now);
+        match self.store.put_device_state(&row) {
+            Ok(p) => {
+                batch.pending.push(p);
+                self.kept.insert(device.clone(), snap);
+            }
+            Err(e) => {
+                tracing::error!(%device, error = %e, "device state write failed");
+                batch.storage_failed = true;
+            }
         }
     }
 
@@ -329,8 +367,15 @@ impl Runtime {
         let now = self.now();
         match cmd {
             Command::Device { from, bytes } => {
-                let outs = self.control.handle(now, Input::Device { from, bytes });
+                let outs = self.control.handle(
+                    now,
+                    Input::Device {
+                        from: from.clone(),
+                        bytes,
+                    },
+                );
                 self.outputs(outs, None, batch);
+                self.keep_state(&from, now, batch);
             }
             Command::Admin { op, reply } => {
                 let paired = match &op {

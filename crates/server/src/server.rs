@@ -109,6 +109,12 @@ impl Server {
         for home in &replayed.homes {
             gateway.subscribe_home(home);
         }
+        let state_key = keystore.state_wrap_key()?;
+        let restored = tokio::task::block_in_place(|| {
+            crate::devstate::restore(store.as_ref(), &state_key, &mut control, &replayed.devices)
+        })
+        .context("cannot read device state back from the store")?;
+        tracing::info!(devices = restored, "device stream state restored");
         for (device, home) in replayed.devices {
             routes.insert(device, home);
         }
@@ -127,7 +133,8 @@ impl Server {
             routes.clone(),
             gateway.clone(),
             metrics.clone(),
-        );
+        )
+        .keep_device_state(state_key);
         let webhooks = Webhooks::start(metrics.clone(), tx.clone());
         let effects = Effects {
             gateway: gateway.clone(),

@@ -80,3 +80,65 @@ async fn registry_survives_a_clean_restart() {
     assert_eq!(ts.metric("doorward_supervised_devices ").await, 2);
     ts.stop().await;
 }
+
+/// A message the server accepted before a restart is refused as a replay after it (I5): the
+/// device's sequence number and chain head are kept in the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn i5_a_message_accepted_before_a_restart_is_a_replay_after_it() {
+    let ts = TestServer::start(Broker::Embedded).await;
+    let home = provision(&ts.handle).await;
+    let conn = Mqttc::connect(&ts.mqtt, &home.id, &home.lock_id).await;
+    let mut sim = LockSim {
+        seq: 0,
+        t0: std::time::Instant::now(),
+        bolt: doorward_proto::Bolt::Thrown,
+        door: doorward_proto::Door::Closed,
+        cycle: None,
+    };
+    let first = sim.report(
+        &home.lock_id,
+        &home.lock_key,
+        doorward_proto::LockEvent::Boot,
+    );
+    let second = sim.report(
+        &home.lock_id,
+        &home.lock_key,
+        doorward_proto::LockEvent::Periodic,
+    );
+    conn.send(first.clone()).await;
+    conn.send(second).await;
+    let (h, hid) = (ts.handle.clone(), home.id.clone());
+    eventually(
+        std::time::Duration::from_secs(5),
+        "the lock's reports are accepted",
+        || {
+            let (h, hid) = (h.clone(), hid.clone());
+            async move {
+                let s = h.home_state(&hid).await.unwrap().unwrap();
+                s.doors[0]
+                    .lock
+                    .evidence
+                    .as_ref()
+                    .is_some_and(|e| e.seq == 2)
+            }
+        },
+    )
+    .await;
+    let dir = ts.stop().await;
+
+    let ts = TestServer::start_in(Broker::Embedded, dir).await;
+    let conn = Mqttc::connect(&ts.mqtt, &home.id, &home.lock_id).await;
+    conn.send(first).await;
+    let t = &ts;
+    eventually(
+        std::time::Duration::from_secs(5),
+        "the old report is dropped as a replay",
+        || async move {
+            t.metric("doorward_messages_dropped_total{reason=\"replay\"} ")
+                .await
+                >= 1
+        },
+    )
+    .await;
+    ts.stop().await;
+}

@@ -7,11 +7,11 @@
 //! The home's issuing key is not in the entry: it lives in the keystore and is read from
 //! there again on replay.
 
-use doorward_control::audit::EntryKind;
-use doorward_control::Control;
+use doorward_control::audit::{EntryKind, MAX_AUDIT_PAYLOAD_BYTES};
 use doorward_control::{
     Admin, DeliverySetup, DoorKind, DoorSetup, HomePolicy, HomeSetup, WeeklyWindow,
 };
+use doorward_control::{AuditEvent, AuditKind, Control};
 use doorward_proto::codec;
 use doorward_proto::{Id, IssuerCert, PubKey, Revoked, Signed};
 use doorward_store::{Store, StoreError, MAX_READ_ROWS};
@@ -329,6 +329,8 @@ pub struct Replayed {
     /// Changes the core refused on replay (e.g. an issuing certificate that has expired
     /// since), skipped.
     pub refused: usize,
+    /// Deliveries not scheduled again because they were authorised before the restart.
+    pub used: usize,
 }
 
 /// Reads every [`REGISTRY_OP`] entry back from `store` and applies it to `control`: the
@@ -353,20 +355,44 @@ pub fn replay(
     }
     let mut out = Replayed::default();
     for chain in chains {
+        // A delivery authorised before the restart has had its one open cycle (I2): its
+        // schedule is not replayed, so it cannot be authorised again with a fresh grant that
+        // the lock has never spent. The carrier schedules a new delivery instead.
+        let mut ops = Vec::new();
+        let mut authorised = std::collections::BTreeSet::new();
         let mut from = 0u64;
         loop {
             let page = store.audit_entries(&chain, from, MAX_READ_ROWS)?;
             let done = page.len() < MAX_READ_ROWS;
             from += page.len() as u64;
-            for e in page.into_iter().filter(|e| e.kind == REGISTRY_OP) {
-                let op: Op = codec::decode(&e.payload, MAX_OP_BYTES).map_err(|err| {
-                    StoreError::Corrupt(format!("registry entry {chain}/{}: {err}", e.index))
-                })?;
-                apply(op, keystore, control, now_ms, &mut out);
+            for e in page {
+                if e.kind == REGISTRY_OP {
+                    let op: Op = codec::decode(&e.payload, MAX_OP_BYTES).map_err(|err| {
+                        StoreError::Corrupt(format!("registry entry {chain}/{}: {err}", e.index))
+                    })?;
+                    ops.push(op);
+                } else if e.kind == EntryKind::EVENT {
+                    let ev: AuditEvent = codec::decode(&e.payload, MAX_AUDIT_PAYLOAD_BYTES)
+                        .map_err(|err| {
+                            StoreError::Corrupt(format!("audit event {chain}/{}: {err}", e.index))
+                        })?;
+                    if let AuditKind::Authorised { delivery, .. } = ev.what {
+                        authorised.insert(delivery);
+                    }
+                }
             }
             if done {
                 break;
             }
+        }
+        for op in ops {
+            if let Op::Schedule { delivery, .. } = &op {
+                if authorised.contains(delivery) {
+                    out.used += 1;
+                    continue;
+                }
+            }
+            apply(op, keystore, control, now_ms, &mut out);
         }
     }
     Ok(out)

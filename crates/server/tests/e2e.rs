@@ -7,7 +7,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use doorward_control::{EntryDecision, EntryRequest};
 use doorward_proto::*;
 
 /// Generous ceiling for cause and effect (the latency figures come from benchmarks).
@@ -65,67 +64,7 @@ async fn i4_silent_camera_mid_entry_raises_witness_lost_on_sse(broker: Broker) {
         name, "heartbeat",
         "the stream starts with a heartbeat (I14)"
     );
-    let lock = LockDev::start(&ts.mqtt, &home).await;
-    let cam = CameraDev::start(&ts.mqtt, &home, true).await;
-    // The person in view puts the camera at the entry pace.
-    let (h, hid) = (ts.handle.clone(), home.id.clone());
-    eventually(CEILING, "the camera proves at the entry pace", || {
-        let n = cam.proofs_sent();
-        async move { n >= 6 }
-    })
-    .await;
-    eventually(
-        CEILING,
-        "the lock's boot report is the lock's evidence",
-        || {
-            let (h, hid) = (h.clone(), hid.clone());
-            async move {
-                let s = h.home_state(&hid).await.unwrap().unwrap();
-                s.doors[0].lock.evidence.is_some()
-            }
-        },
-    )
-    .await;
-
-    let nonce = lock.nonce(&mut home.rng);
-    let driver_sig = home.driver.sign(
-        DRIVER_NONCE_CONTEXT,
-        &driver_nonce_message(&home.lock_id, &nonce.body.nonce),
-    );
-    let decision = tokio::time::timeout(
-        CEILING,
-        ts.handle.request_entry(EntryRequest {
-            delivery: home.delivery.clone(),
-            driver: home.driver.public(),
-            nonce,
-            driver_sig,
-        }),
-    )
-    .await
-    .expect("a decision within the ceiling");
-    assert!(
-        matches!(decision, EntryDecision::Authorised { .. }),
-        "{decision:?}; camera refusals: {:?}",
-        cam.refused.lock().unwrap()
-    );
-    eventually(CEILING, "the lock reports the bolt retracted", || {
-        let s = lock.state.clone();
-        async move { s.lock().unwrap().cycle.is_some() }
-    })
-    .await;
-    let h2 = ts.handle.clone();
-    let del = home.delivery.clone();
-    eventually(CEILING, "the entry is open at the server", || {
-        let (h2, hid, del) = (h2.clone(), home.id.clone(), del.clone());
-        async move {
-            let s = h2.home_state(&hid).await.unwrap().unwrap();
-            s.doors[0]
-                .delivery
-                .as_ref()
-                .is_some_and(|(d, p)| d == &del && *p == doorward_control::Phase::Entry)
-        }
-    })
-    .await;
+    let (_lock, cam) = open_entry(&ts, &mut home, CEILING).await;
 
     // The de-auth: packets stop, the connection stays.
     cam.silent.store(true, std::sync::atomic::Ordering::Relaxed);

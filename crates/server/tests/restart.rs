@@ -142,3 +142,34 @@ async fn i5_a_message_accepted_before_a_restart_is_a_replay_after_it() {
     .await;
     ts.stop().await;
 }
+
+/// I2 (one open cycle per delivery): a delivery the server authorised before a restart is not
+/// scheduled again by the registry replay, so it cannot be authorised a second time with a new
+/// grant the lock has never spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn i2_an_authorised_delivery_is_not_authorised_again_after_a_restart() {
+    const CEILING: std::time::Duration = std::time::Duration::from_secs(5);
+    let ts = TestServer::start(Broker::Embedded).await;
+    let mut home = provision(&ts.handle).await;
+    let (lock, _cam) = open_entry(&ts, &mut home, CEILING).await;
+    let dir = ts.stop().await;
+
+    let ts = TestServer::start_in(Broker::Embedded, dir).await;
+    let again = tokio::time::timeout(
+        CEILING,
+        ts.handle.request_entry(entry_request(&mut home, &lock)),
+    )
+    .await
+    .expect("a decision within the ceiling");
+    assert!(
+        matches!(
+            again,
+            doorward_control::EntryDecision::Denied {
+                reason: doorward_proto::DenyReason::DeliveryUnknown,
+                ..
+            }
+        ),
+        "{again:?}"
+    );
+    ts.stop().await;
+}

@@ -12,7 +12,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use base64::Engine;
 use common::*;
-use doorward_control::{EntryDecision, EntryRequest};
 use doorward_proto::*;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -143,59 +142,7 @@ async fn i14_silent_camera_witness_lost_reaches_a_signed_webhook() {
     let mut home = provision(&ts.handle).await;
     let (url, got) = receiver(SECRET, 0).await;
     ts.handle.add_webhook(&home.id, &url, SECRET).unwrap();
-    let lock = LockDev::start(&ts.mqtt, &home).await;
-    let cam = CameraDev::start(&ts.mqtt, &home, true).await;
-    eventually(CEILING, "the camera proves at the entry pace", || {
-        let n = cam.proofs_sent();
-        async move { n >= 6 }
-    })
-    .await;
-    let (h, hid) = (ts.handle.clone(), home.id.clone());
-    eventually(CEILING, "the lock's boot report is evidence", || {
-        let (h, hid) = (h.clone(), hid.clone());
-        async move {
-            let s = h.home_state(&hid).await.unwrap().unwrap();
-            s.doors[0].lock.evidence.is_some()
-        }
-    })
-    .await;
-    let nonce = lock.nonce(&mut home.rng);
-    let driver_sig = home.driver.sign(
-        DRIVER_NONCE_CONTEXT,
-        &driver_nonce_message(&home.lock_id, &nonce.body.nonce),
-    );
-    let decision = tokio::time::timeout(
-        CEILING,
-        ts.handle.request_entry(EntryRequest {
-            delivery: home.delivery.clone(),
-            driver: home.driver.public(),
-            nonce,
-            driver_sig,
-        }),
-    )
-    .await
-    .expect("a decision within the ceiling");
-    assert!(
-        matches!(decision, EntryDecision::Authorised { .. }),
-        "{decision:?}"
-    );
-    eventually(CEILING, "the lock reports the bolt retracted", || {
-        let s = lock.state.clone();
-        async move { s.lock().unwrap().cycle.is_some() }
-    })
-    .await;
-    let del = home.delivery.clone();
-    eventually(CEILING, "the entry is open at the server", || {
-        let (h, hid, del) = (h.clone(), hid.clone(), del.clone());
-        async move {
-            let s = h.home_state(&hid).await.unwrap().unwrap();
-            s.doors[0]
-                .delivery
-                .as_ref()
-                .is_some_and(|(d, p)| d == &del && *p == doorward_control::Phase::Entry)
-        }
-    })
-    .await;
+    let (_lock, cam) = open_entry(&ts, &mut home, CEILING).await;
 
     cam.silent.store(true, std::sync::atomic::Ordering::Relaxed);
     eventually(CEILING, "the webhook gets witness_lost", || {

@@ -595,3 +595,77 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Connects the home's lock and camera, and drives one authorised entry up to the Entry phase
+/// at the server: the camera at the entry pace, the lock's evidence in, the driver's request
+/// authorised, the bolt retracted. Each step within `ceiling`.
+pub async fn open_entry(
+    ts: &TestServer,
+    home: &mut Home,
+    ceiling: Duration,
+) -> (LockDev, CameraDev) {
+    use doorward_control::EntryDecision;
+    let lock = LockDev::start(&ts.mqtt, home).await;
+    let cam = CameraDev::start(&ts.mqtt, home, true).await;
+    // The person in view puts the camera at the entry pace.
+    eventually(ceiling, "the camera proves at the entry pace", || {
+        let n = cam.proofs_sent();
+        async move { n >= 6 }
+    })
+    .await;
+    let (h, hid) = (ts.handle.clone(), home.id.clone());
+    eventually(
+        ceiling,
+        "the lock's boot report is the lock's evidence",
+        || {
+            let (h, hid) = (h.clone(), hid.clone());
+            async move {
+                let s = h.home_state(&hid).await.unwrap().unwrap();
+                s.doors[0].lock.evidence.is_some()
+            }
+        },
+    )
+    .await;
+    let decision =
+        tokio::time::timeout(ceiling, ts.handle.request_entry(entry_request(home, &lock)))
+            .await
+            .expect("a decision within the ceiling");
+    assert!(
+        matches!(decision, EntryDecision::Authorised { .. }),
+        "{decision:?}; camera refusals: {:?}",
+        cam.refused.lock().unwrap()
+    );
+    eventually(ceiling, "the lock reports the bolt retracted", || {
+        let s = lock.state.clone();
+        async move { s.lock().unwrap().cycle.is_some() }
+    })
+    .await;
+    let del = home.delivery.clone();
+    eventually(ceiling, "the entry is open at the server", || {
+        let (h, hid, del) = (h.clone(), hid.clone(), del.clone());
+        async move {
+            let s = h.home_state(&hid).await.unwrap().unwrap();
+            s.doors[0]
+                .delivery
+                .as_ref()
+                .is_some_and(|(d, p)| d == &del && *p == doorward_control::Phase::Entry)
+        }
+    })
+    .await;
+    (lock, cam)
+}
+
+/// The home's driver asks to enter for the home's delivery with a fresh nonce of `lock`.
+pub fn entry_request(home: &mut Home, lock: &LockDev) -> doorward_control::EntryRequest {
+    let nonce = lock.nonce(&mut home.rng);
+    let driver_sig = home.driver.sign(
+        DRIVER_NONCE_CONTEXT,
+        &driver_nonce_message(&home.lock_id, &nonce.body.nonce),
+    );
+    doorward_control::EntryRequest {
+        delivery: home.delivery.clone(),
+        driver: home.driver.public(),
+        nonce,
+        driver_sig,
+    }
+}

@@ -114,6 +114,33 @@ pub fn judge(sc: &Scenario, seed: u64, rec: &Records) -> RunOutcome {
             o.problems.push(format!("the customer never saw {req:?}"));
         }
     }
+    if let Some((from, to)) = rec.live_cut {
+        // I14: alarms raised while the live view was cut off are re-sent until acknowledged,
+        // so each of them reaches the customer once the connection is back.
+        let during: Vec<(u64, AlarmKind)> = rec
+            .raised
+            .iter()
+            .copied()
+            .filter(|&(t, _)| from <= t && t < to)
+            .collect();
+        if during.is_empty() {
+            o.undetected = true;
+            o.problems
+                .push("no alarm was raised while the live view was cut off".to_string());
+        }
+        for (t, k) in during {
+            if !rec
+                .seen
+                .iter()
+                .any(|&(s, sig)| s >= to && sig == Signal::Alarm(k))
+            {
+                o.undetected = true;
+                o.problems.push(format!(
+                    "alarm {k:?} raised at {t} ms while the live view was cut off never reached it afterwards"
+                ));
+            }
+        }
+    }
     o.latency_ms = rec
         .seen
         .iter()

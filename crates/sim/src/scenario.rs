@@ -341,9 +341,13 @@ pub static SCENARIOS: &[Scenario] = &[
     Scenario {
         id: "S23",
         name: "live-connection-cut",
-        steps: &[step(Hook::DoorOpened, 500, CutLiveLink { for_ms: 6_000 })],
-        required: &[Signal::ConnectionLost],
-        allowed: &[],
+        steps: &[
+            step(Hook::DoorOpened, 500, CutLiveLink { for_ms: 6_000 }),
+            // An alarm the customer cannot receive yet: it must be re-sent after the cut.
+            step(Hook::Inside, 0, CameraPowerCut),
+        ],
+        required: &[Signal::ConnectionLost, a(WitnessLost)],
+        allowed: &[a(DeviceSilent), a(ActivityAfterEntry)],
         denied: false,
         noise: false,
         lock_via_camera: false,

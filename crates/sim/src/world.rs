@@ -146,6 +146,8 @@ pub struct Records {
     pub seen: Vec<(u64, Signal)>,
     /// Alarms the server raised (first sending), when.
     pub raised: Vec<(u64, AlarmKind)>,
+    /// When the homeowner's live connection was cut, and until when.
+    pub live_cut: Option<(u64, u64)>,
     /// Door openings.
     pub sessions: Vec<DoorSession>,
     /// Entries over the threshold.
@@ -1475,6 +1477,7 @@ impl World {
                 self.net.cut(LinkId::CamDown, t, u64::MAX);
             }
             Capability::CutLiveLink { for_ms } => {
+                self.rec.live_cut = Some((t, t.saturating_add(for_ms)));
                 self.net.cut(LinkId::LiveDown, t, for_ms);
                 self.net.cut(LinkId::LiveUp, t, for_ms);
             }

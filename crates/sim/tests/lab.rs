@@ -80,3 +80,22 @@ fn a_failing_run_is_reported_with_its_seed() {
     assert!(!r.passed());
     assert!(r.to_table().contains("--scenario S4 --seed 42"));
 }
+
+#[test]
+fn i14_alarms_raised_during_a_live_cut_are_re_sent_after_it() {
+    let sc = scenario::find("S23").unwrap();
+    let (o, rec) = run_one(sc, 5, false);
+    assert!(!o.failed(), "{:?}", o.problems);
+    let (from, to) = rec.live_cut.expect("S23 cuts the live view");
+    let witness = Signal::Alarm(doorward_proto::AlarmKind::WitnessLost);
+    assert!(rec
+        .raised
+        .iter()
+        .any(|&(t, k)| from <= t && t < to && Signal::Alarm(k) == witness));
+    assert!(rec.seen.iter().any(|&(t, s)| s == witness && t >= to));
+    // Had the alarm not been re-sent, the checker says so.
+    let mut lost = rec.clone();
+    lost.seen.retain(|&(_, s)| s != witness);
+    let o = doorward_sim::check::judge(sc, 5, &lost);
+    assert!(o.undetected, "{:?}", o.problems);
+}

@@ -734,7 +734,10 @@ impl World {
                     self.rec.witnessed.push((a, b));
                 }
                 if let Some((seq, head)) = proof {
-                    self.server_receipt = Some((seq, head, self.now_server()));
+                    // A redundant copy is no newer receipt.
+                    if self.server_receipt.is_none_or(|(s, _, _)| seq > s) {
+                        self.server_receipt = Some((seq, head, self.now_server()));
+                    }
                 }
                 self.server_in(CIn::Device { from, bytes });
             }
@@ -920,18 +923,23 @@ impl World {
                             self.note(|| format!("lock reports {e:?} bolt {b:?} door {d:?}"));
                         }
                     }
+                    // A periodic report during an open cycle goes out twice, as the camera's
+                    // entry proofs do (docs/PROTOCOL.md §13).
+                    let copies = if !qos1 && self.lock.in_cycle() { 2 } else { 1 };
                     let from = self.kit.lock.clone();
                     let bytes = env.to_bytes();
-                    self.send(
-                        LinkId::LockUp,
-                        qos1,
-                        Ev::ServerDevice {
-                            from,
-                            bytes,
-                            cover: None,
-                            proof: None,
-                        },
-                    );
+                    for _ in 0..copies {
+                        self.send(
+                            LinkId::LockUp,
+                            qos1,
+                            Ev::ServerDevice {
+                                from: from.clone(),
+                                bytes: bytes.clone(),
+                                cover: None,
+                                proof: None,
+                            },
+                        );
+                    }
                 }
                 LOut::Persist { version, state } => {
                     let gen = self.lock_gen;
@@ -1338,18 +1346,29 @@ impl World {
             }
             _ => {}
         }
+        // During an entry a routine proof goes out twice (docs/PROTOCOL.md §13): one lost
+        // message next to a benign stall would otherwise exhaust `witness_gap_ms`. The server
+        // drops the identical copy, which can never move a supervision deadline.
+        let copies =
+            if proof.is_some() && self.camera.mode() == doorward_camera::camera::Mode::Entry {
+                2
+            } else {
+                1
+            };
         let from = self.kit.camera_id.clone();
         let bytes = env.to_bytes();
-        self.send(
-            LinkId::CamUp,
-            qos1,
-            Ev::ServerDevice {
-                from,
-                bytes,
-                cover,
-                proof,
-            },
-        );
+        for _ in 0..copies {
+            self.send(
+                LinkId::CamUp,
+                qos1,
+                Ev::ServerDevice {
+                    from: from.clone(),
+                    bytes: bytes.clone(),
+                    cover,
+                    proof,
+                },
+            );
+        }
     }
 
     // ----- attacks ------------------------------------------------------------------------

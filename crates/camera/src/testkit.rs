@@ -67,7 +67,9 @@ pub struct SceneScript {
     pub attacks: Vec<AttackSpan>,
 }
 
-fn interpolate(keys: &[(u64, f32)], t: u64) -> Option<f32> {
+/// Linear interpolation over time-ordered keyframes `(time_ms, value)`: the first value
+/// before the first key, the last after the last; `None` without keys.
+pub fn interpolate(keys: &[(u64, f32)], t: u64) -> Option<f32> {
     let first = keys.first()?;
     if t <= first.0 {
         return Some(first.1);

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use doorward_camera::testkit::interpolate;
 use doorward_camera::{Camera, CameraConfig, CameraState, Frame, Person, Renderer, Scene};
 use doorward_control::{
     Admin, AuditKind, Config, Control, DeliverySetup, DoorKind, DoorSetup, EntryDecision,
@@ -240,24 +241,6 @@ enum Ev {
 struct Walker {
     lane: u8,
     keys: Vec<(u64, f32)>,
-}
-
-fn interpolate(keys: &[(u64, f32)], t: u64) -> Option<f32> {
-    let first = keys.first()?;
-    if t <= first.0 {
-        return Some(first.1);
-    }
-    for w in keys.windows(2) {
-        let ((t0, v0), (t1, v1)) = (w[0], w[1]);
-        if t <= t1 {
-            if t1 == t0 {
-                return Some(v1);
-            }
-            let a = (t - t0) as f32 / (t1 - t0) as f32;
-            return Some(v0 + (v1 - v0) * a);
-        }
-    }
-    keys.last().map(|k| k.1)
 }
 
 struct Driver {

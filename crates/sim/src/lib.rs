@@ -12,6 +12,8 @@
 //!   alarms the customer saw and when, what the customer was shown versus the truth.
 //! - [`report`]: many seeds per scenario, the table and the JSON; [`guards`]: which scenarios
 //!   each guard protects, for the guard-off test.
+//! - [`homeday`]: the home-day of BRIEF §7 (24 h of idle supervision and two deliveries),
+//!   the lab's unit of speed, with its CPU-time measurement.
 //!
 //! It is not a model of the cores: it reimplements no check, it only drives them and looks.
 //! The same seed gives the same run, byte for byte. It depends on the three cores, the
@@ -23,6 +25,7 @@
 pub mod attack;
 pub mod check;
 pub mod guards;
+pub mod homeday;
 pub mod net;
 pub mod report;
 pub mod scenario;

@@ -354,6 +354,19 @@ pub static SCENARIOS: &[Scenario] = &[
     },
 ];
 
+/// The home-day of BRIEF §7 (not part of the catalogue): no attack, no network noise beyond
+/// each link's own jitter; it must raise nothing.
+pub static HOME_DAY: Scenario = Scenario {
+    id: "homeday",
+    name: "idle-day-with-two-deliveries",
+    steps: &[],
+    required: &[],
+    allowed: &[],
+    denied: false,
+    noise: false,
+    lock_via_camera: false,
+};
+
 /// The scenario with this id (case-insensitive), if any.
 pub fn find(id: &str) -> Option<&'static Scenario> {
     SCENARIOS.iter().find(|s| s.id.eq_ignore_ascii_case(id))

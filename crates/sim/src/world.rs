@@ -34,6 +34,10 @@ pub const RUN_MS: u64 = 45_000;
 pub const WALL0_MS: u64 = WALL_AT_MONO_ZERO_MS + 3_600_000;
 /// Camera frame period, ms (8 frames per second).
 pub const FRAME_MS: u64 = 125;
+/// Outside the watch spans of a [`Shape`], the one frame rendered for each idle proof is
+/// captured this long before the proof is due (within the camera's `recording_timeout_ms`,
+/// so the proof says "recording"), ms.
+pub const IDLE_FRAME_LEAD_MS: u64 = FRAME_MS;
 /// The door sensor reads open past this angle, degrees.
 pub const DOOR_SENSOR_DEG: f32 = 2.0;
 /// The server pushes the shown state and a heartbeat to the live view this often, ms.
@@ -50,6 +54,38 @@ pub const TRY_DOOR_MS: u64 = 8_000;
 pub const MAX_RECENT_FRAMES: usize = 16;
 /// Most events the loop handles in one run before it gives up (a core that never settles).
 pub const MAX_EVENTS_PER_RUN: u64 = 2_000_000;
+
+/// The shape of a run: how long it lasts, when drivers arrive, and when the camera's frames are
+/// rendered and the homeowner's live view is open.
+#[derive(Clone, Debug)]
+pub struct Shape {
+    /// True time the run lasts, ms.
+    pub run_ms: u64,
+    /// When each delivery's driver arrives (one scheduled delivery each), ms, in order.
+    pub arrivals: Vec<u64>,
+    /// Spans of true time `[from, to)` with rendered frames at 8 fps and the live view open;
+    /// `None`: the whole run. Outside them (unless the camera is still in entry mode, which
+    /// only a picture can end) the lab renders one frame [`IDLE_FRAME_LEAD_MS`] before each
+    /// idle proof instead of 8 per second — the real camera sees all of them; a proof without
+    /// a recent frame says "not recording", and the server rightly calls such a camera
+    /// silent — and the homeowner's app is closed (alarms still reach it, as notifications).
+    pub watch: Option<Vec<(u64, u64)>>,
+    /// Overrides the camera's `idle_checkpoint_interval_ms` (the default: its own default).
+    pub idle_checkpoint_ms: Option<u64>,
+}
+
+impl Shape {
+    /// One delivery: [`RUN_MS`] of true time, the driver arriving at [`ARRIVE_MS`], frames and
+    /// the live view throughout.
+    pub fn delivery() -> Shape {
+        Shape {
+            run_ms: RUN_MS,
+            arrivals: vec![ARRIVE_MS],
+            watch: None,
+            idle_checkpoint_ms: None,
+        }
+    }
+}
 
 /// A device clock: a reading at true time zero, a drift, and an optional forward jump.
 #[derive(Clone, Copy, Debug)]
@@ -169,6 +205,14 @@ pub struct Records {
     pub audit_events: u64,
     /// Frames rendered.
     pub frames: u64,
+    /// Camera proofs that reached the server (copies included).
+    pub proofs_received: u64,
+    /// Messages from the lock's identity that reached the server (reports, time requests).
+    pub lock_messages_received: u64,
+    /// Periodic reports the lock sent (a doubled copy counts once).
+    pub lock_periodic_sent: u64,
+    /// Signed checkpoints the camera sent.
+    pub checkpoints_sent: u64,
     /// Human-readable trace, when asked for.
     pub trace: Vec<String>,
 }
@@ -271,11 +315,14 @@ pub struct World {
     server_clock: Clock,
     motor_ms: u64,
     disk_ms: u64,
+    run_ms: u64,
+    watch: Option<Vec<(u64, u64)>>,
     // server
     control: Control,
     server_up: bool,
     home: Id,
     delivery: Id,
+    deliveries: Vec<(u64, Id)>,
     // lock and its hardware
     kit: Kit,
     lock: Lock,
@@ -302,6 +349,7 @@ pub struct World {
     loop_ix: usize,
     feed: FeedMode,
     next_frame_ms: u64,
+    idle_frame_for: Option<u64>,
     seg_first_ms: Option<u64>,
     seg_true: bool,
     initiator: Option<Initiator>,
@@ -319,6 +367,7 @@ pub struct World {
     fired: Vec<bool>,
     // the homeowner's view
     view_hb_ms: u64,
+    view_open: bool,
     view_connected: bool,
     view_locked: bool,
     view_seen: Vec<u64>,
@@ -349,6 +398,12 @@ impl World {
     /// Builds the home for `sc` from `seed`: keys, clocks, links, devices booted, the
     /// delivery scheduled, and the scenario's timed steps queued.
     pub fn new(sc: &'static Scenario, seed: u64, trace: bool) -> World {
+        World::shaped(sc, seed, trace, Shape::delivery())
+    }
+
+    /// Builds the home for `sc` from `seed` with the run's `shape`: one delivery scheduled
+    /// per arrival.
+    pub fn shaped(sc: &'static Scenario, seed: u64, trace: bool, shape: Shape) -> World {
         let mut rng_setup = rng_for(seed, 1);
         let kit = Kit::new(&mut rng_setup);
         let mut links = [Link::default(); LINKS];
@@ -398,8 +453,17 @@ impl World {
         let lag_ms = cfg.lock_report_fresh_entry_ms;
         let mut control = Control::new(cfg, kit.server.clone(), ctl_seed, now_s);
         let home = kit.home.clone();
-        let delivery = id("delivery-1");
-        let ops = vec![
+        let deliveries: Vec<(u64, Id)> = shape
+            .arrivals
+            .iter()
+            .enumerate()
+            .map(|(i, &a)| (a, id(&format!("delivery-{}", i + 1))))
+            .collect();
+        let delivery = deliveries
+            .first()
+            .map(|d| d.1.clone())
+            .unwrap_or_else(|| id("delivery-1"));
+        let mut ops = vec![
             Admin::AddHome(HomeSetup {
                 home: home.clone(),
                 root: kit.home_root.public(),
@@ -425,17 +489,21 @@ impl World {
                 driver: kit.driver.public(),
                 carrier: kit.carrier.clone(),
             },
-            Admin::Schedule(DeliverySetup {
-                delivery: delivery.clone(),
+        ];
+        for (arrive, d) in &deliveries {
+            // The window opens a minute before the run's usual lead to the driver's arrival.
+            let base = server_clock.read(arrive.saturating_sub(ARRIVE_MS));
+            ops.push(Admin::Schedule(DeliverySetup {
+                delivery: d.clone(),
                 home: home.clone(),
                 lock: kit.lock.clone(),
                 carrier: kit.carrier.clone(),
                 driver: kit.driver.public(),
-                not_before_ms: now_s - 60_000,
-                not_after_ms: now_s + 7_200_000,
+                not_before_ms: base - 60_000,
+                not_after_ms: base + 7_200_000,
                 max_open_ms: Some(MAX_OPEN_MS),
-            }),
-        ];
+            }));
+        }
         let mut setup_out = Vec::new();
         for op in ops {
             setup_out.extend(
@@ -455,12 +523,15 @@ impl World {
             lock_clock.read(0),
             sensors,
         );
-        let cam_cfg = CameraConfig::new(
+        let mut cam_cfg = CameraConfig::new(
             kit.camera_id.clone(),
             kit.camera.clone(),
             kit.lock.clone(),
             kit.lock_key.public(),
         );
+        if let Some(ms) = shape.idle_checkpoint_ms {
+            cam_cfg.idle_checkpoint_interval_ms = ms;
+        }
         let cam_state = CameraState::default();
         let camera = Camera::new(cam_cfg, cam_state, cam_clock.read(0));
         let mut w = World {
@@ -477,10 +548,13 @@ impl World {
             server_clock,
             motor_ms,
             disk_ms,
+            run_ms: shape.run_ms,
+            watch: shape.watch,
             control,
             server_up: true,
             home,
             delivery,
+            deliveries,
             kit,
             lock,
             lock_on: true,
@@ -505,6 +579,7 @@ impl World {
             loop_ix: 0,
             feed: FeedMode::Live,
             next_frame_ms: 0,
+            idle_frame_for: None,
             seg_first_ms: None,
             seg_true: true,
             initiator: None,
@@ -528,6 +603,7 @@ impl World {
             forging: Vec::new(),
             fired: vec![false; sc.steps.len()],
             view_hb_ms: 0,
+            view_open: true,
             view_connected: true,
             view_locked: false,
             view_seen: Vec::new(),
@@ -554,7 +630,9 @@ impl World {
                 w.at(ms + s.after_ms, Ev::Step(i));
             }
         }
-        w.at(ARRIVE_MS, Ev::Driver(DStep::Arrive));
+        for a in shape.arrivals {
+            w.at(a, Ev::Driver(DStep::Arrive));
+        }
         w.at(0, Ev::Heartbeat);
         w
     }
@@ -594,7 +672,7 @@ impl World {
 
     // ----- the loop ---------------------------------------------------------------------
 
-    /// Runs to [`RUN_MS`] and returns what was observed.
+    /// Runs to the end of its [`Shape`] and returns what was observed.
     pub fn run(mut self) -> Records {
         let mut events = 0u64;
         loop {
@@ -642,15 +720,20 @@ impl World {
             } else {
                 None
             };
-            let frame_t = self.cam_on.then_some(self.next_frame_ms.max(now));
+            let frame_t = if self.cam_on {
+                self.frame_due(now)
+            } else {
+                None
+            };
             let next = [q, frame_t, lock_t, cam_t, srv_t]
                 .into_iter()
                 .flatten()
                 .min()
                 .unwrap_or(u64::MAX)
                 .max(self.t);
-            if next > RUN_MS {
-                self.advance(RUN_MS);
+            if next > self.run_ms {
+                let end = self.run_ms;
+                self.advance(end);
                 break;
             }
             self.advance(next);
@@ -659,7 +742,12 @@ impl World {
                 let ev = self.queue.remove(&key).expect("just seen");
                 self.event(ev);
             } else if frame_t == Some(next) {
-                self.next_frame_ms += FRAME_MS;
+                self.next_frame_ms = if self.watch.is_some() {
+                    self.idle_frame_for = Some(self.camera.next_deadline_ms());
+                    next + FRAME_MS
+                } else {
+                    self.next_frame_ms + FRAME_MS
+                };
                 self.frame_tick();
             } else if lock_t == Some(next) {
                 self.last_tick[0] = next;
@@ -677,6 +765,40 @@ impl World {
             self.update_truth();
         }
         self.rec
+    }
+
+    /// When the next frame is captured: every [`FRAME_MS`] inside the watch spans and while
+    /// the camera is in entry mode; otherwise one frame before each idle proof (see
+    /// [`Shape::watch`]).
+    fn frame_due(&self, now: u64) -> Option<u64> {
+        let t = self.next_frame_ms.max(now);
+        let Some(spans) = &self.watch else {
+            return Some(t);
+        };
+        if self.camera.mode() == doorward_camera::camera::Mode::Entry
+            || spans.iter().any(|&(a, b)| a <= t && t < b)
+        {
+            return Some(t);
+        }
+        let due = self.camera.next_deadline_ms();
+        let idle = (self.idle_frame_for != Some(due)).then(|| {
+            self.cam_clock
+                .true_at(due.saturating_sub(IDLE_FRAME_LEAD_MS))
+                .max(t)
+        });
+        let window = spans.iter().map(|&(a, _)| a).filter(|&a| a > t).min();
+        idle.into_iter().chain(window).min()
+    }
+
+    /// Whether the homeowner's live view is open at `t`, and if not, when it opens next.
+    fn view_open_at(&self, t: u64) -> Result<(), Option<u64>> {
+        let Some(spans) = &self.watch else {
+            return Ok(());
+        };
+        if spans.iter().any(|&(a, b)| a <= t && t < b) {
+            return Ok(());
+        }
+        Err(spans.iter().map(|&(a, _)| a).filter(|&a| a > t).min())
     }
 
     /// Moves true time to `t`, accounting what the customer was shown meanwhile.
@@ -716,6 +838,12 @@ impl World {
                 if let Some((a, b, true)) = cover {
                     self.rec.witnessed.push((a, b));
                 }
+                if proof.is_some() {
+                    self.rec.proofs_received += 1;
+                }
+                if from == self.kit.lock {
+                    self.rec.lock_messages_received += 1;
+                }
                 if let Some((seq, head)) = proof {
                     // A redundant copy is no newer receipt.
                     if self.server_receipt.is_none_or(|(s, _, _)| seq > s) {
@@ -748,6 +876,9 @@ impl World {
                 }
             }
             Ev::HomeHeartbeat { locked } => {
+                if !self.view_open {
+                    return;
+                }
                 self.view_hb_ms = self.t;
                 self.view_connected = true;
                 self.view_locked = locked;
@@ -781,6 +912,16 @@ impl World {
             Ev::Driver(step) => self.driver_step(step),
             Ev::Step(i) => self.attack(i),
             Ev::Heartbeat => {
+                if let Err(reopen) = self.view_open_at(self.t) {
+                    // The homeowner closed the app: nothing is shown, nothing is missed.
+                    self.view_open = false;
+                    self.view_connected = false;
+                    if let Some(at) = reopen {
+                        self.at(at, Ev::Heartbeat);
+                    }
+                    return;
+                }
+                self.view_open = true;
                 if self.server_up {
                     let now = self.now_server();
                     let locked = self.control.state(&self.home, now).is_some_and(|s| {
@@ -898,6 +1039,9 @@ impl World {
                     let mut qos1 = true;
                     if let Body::LockReport(r) = &env.body {
                         qos1 = r.event != LockEvent::Periodic;
+                        if !qos1 {
+                            self.rec.lock_periodic_sent += 1;
+                        }
                         if let LockEvent::Denied(d) = r.event {
                             self.rec.lock_denials.push(d);
                         }
@@ -1098,6 +1242,9 @@ impl World {
     fn driver_step(&mut self, step: DStep) {
         match step {
             DStep::Arrive => {
+                if let Some((_, d)) = self.deliveries.iter().rev().find(|(a, _)| *a <= self.t) {
+                    self.delivery = d.clone();
+                }
                 self.walk(0, &[(2_000, -0.3)]);
                 let delivery = self.delivery.clone();
                 self.send(
@@ -1320,6 +1467,7 @@ impl World {
                 proof = Some((p.seq, p.head));
             }
             Body::Checkpoint(_) => {
+                self.rec.checkpoints_sent += 1;
                 let bytes = env.to_bytes();
                 self.send(LinkId::CamLock, true, Ev::Lock(LIn::Message(bytes)));
             }

@@ -4,8 +4,8 @@
 //! and drivers exchange ([`msg`]), their canonical binary encoding ([`codec`]), the envelope that
 //! carries a signature or a session MAC ([`envelope`]), the one Ed25519 verification rule
 //! ([`keys`]), session keys from a signed handshake ([`session`]), out-of-band pairing
-//! ([`pairing`]), delegated issuing keys and access grants ([`grant`]), and the test-only
-//! guard switches ([`guard`]).
+//! ([`pairing`]), delegated issuing keys and access grants ([`grant`]), the signed upload of
+//! recorded footage ([`footage`]), and the test-only guard switches ([`guard`]).
 //!
 //! It is not a transport: it never opens a socket, reads a clock or draws from the operating
 //! system's RNG. Callers pass time (`*_ms` arguments) and randomness (`&mut impl CryptoRngCore`).
@@ -18,6 +18,7 @@
 
 pub mod codec;
 pub mod envelope;
+pub mod footage;
 pub mod grant;
 pub mod guard;
 pub mod keys;

@@ -406,6 +406,64 @@ fn driver_nonce_signature() {
 }
 
 #[test]
+fn segment_upload_signature() {
+    use doorward_proto::footage::*;
+    let cam = id("cam-1");
+    let seq = 7;
+    // One 64x48 frame: a horizontal gradient with the row number in the low bits.
+    let body: Vec<u8> = (0..UPLOAD_FRAME_BYTES)
+        .map(|i| ((i % 64) * 4 + (i / 64) % 4) as u8)
+        .collect();
+    let msg = segment_upload_message(&cam, seq, T0_MS, &body);
+    let sig = sign_upload(&kp(CAMERA), &cam, seq, T0_MS, &body);
+    let mut signing_input = b"doorward/v1/segment-upload\0".to_vec();
+    signing_input.extend_from_slice(&msg);
+    let frame = frame_digest(&body);
+    let v = Vector::new(
+        "segment_upload",
+        "A footage upload (PROTOCOL.md §18): PUT /api/devices/cam-1/segments/7 with one frame\n\
+         as the body, Doorward-Timestamp 1767225600000; message = canonical([camera, seq,\n\
+         timestamp_ms, BLAKE3(body)]); Ed25519 over \"doorward/v1/segment-upload\" || 0x00 ||\n\
+         message. frame_digest and segment_digest are what the CameraProof with seq 7 lists.",
+    )
+    .field("camera", kp(CAMERA).public().0)
+    .field("body", body.clone())
+    .field("body_digest", body_digest(&body).0)
+    .field("message", msg)
+    .field("signing_input", signing_input)
+    .field("sig", sig.0)
+    .field("frame_digest", frame.0)
+    .field("segment_digest", segment_digest(&[frame]).0);
+    let s = stored(&v);
+    let sig = Sig(s.get("sig").try_into().unwrap());
+    let key = kp(CAMERA).public();
+    let frames = [Digest(s.get("frame_digest").try_into().unwrap())];
+    let segment = Digest(s.get("segment_digest").try_into().unwrap());
+    let up = Upload {
+        camera: &cam,
+        seq,
+        timestamp_ms: T0_MS,
+        sig: &sig,
+        body: s.get("body"),
+    };
+    let exp = Expected {
+        camera_key: &key,
+        frames: &frames,
+        segment: &segment,
+    };
+    assert_eq!(check_upload(&up, &exp, T0_MS + 1_000).unwrap().len(), 1);
+    // The same signature under the plain Ed25519 rule over the signing input.
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&key.0).unwrap();
+    let dsig = ed25519_dalek::Signature::from_bytes(&sig.0);
+    assert!(vk.verify_strict(s.get("signing_input"), &dsig).is_ok());
+    assert_eq!(
+        s.get("body_digest"),
+        blake3::hash(s.get("body")).as_bytes(),
+        "body_digest is plain BLAKE3"
+    );
+}
+
+#[test]
 fn witness_request_and_attestation() {
     let (v, env) = signed_envelope(
         "witness_request",

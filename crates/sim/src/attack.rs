@@ -102,6 +102,9 @@ pub enum Capability {
     },
     /// The homeowner revokes the driver (not an attack: the set-up of S16).
     RevokeDriver,
+    /// The broker (untrusted, I10) sends the server again, as from the lock, the newest
+    /// authentic report that said "locked" (bolt thrown, door closed) before this moment.
+    BrokerReplay,
 }
 
 /// What the customer can be shown that a scenario may expect.

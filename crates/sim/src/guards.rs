@@ -16,8 +16,9 @@ use doorward_proto::guard::Guard;
 /// - `WitnessLockout`: a new grant while the camera is dead also lacks the camera's live
 ///   attestation (`WitnessAttestation`).
 /// - `BatteryReserve`: the lab does not drain batteries.
-/// - `StreamSequence`, `CheckpointChain`: the lab injects forged messages (caught by
-///   `EnvelopeAuth`) but does not replay or alter MAC'd device messages at the broker.
+/// - `CheckpointChain`: the lab injects forged messages (caught by `EnvelopeAuth`) and replays
+///   an old authentic one (caught by `StreamSequence`, S24), but does not alter MAC'd device
+///   messages at the broker, which is what a broken checkpoint chain would reveal.
 /// - `PairingConfirmation`, `AuditHashChain`, `AuditCheckpoint`, `SessionReplay`: pairing, the
 ///   audit verifier and session handshakes are outside the simulated delivery.
 pub static GUARD_SCENARIOS: &[(Guard, &[&str])] = &[
@@ -39,4 +40,5 @@ pub static GUARD_SCENARIOS: &[(Guard, &[&str])] = &[
     (Guard::SceneCheck, &["S17"]),
     (Guard::EgressCheck, &["S19", "S20"]),
     (Guard::Policy, &["S6"]),
+    (Guard::StreamSequence, &["S24"]),
 ];

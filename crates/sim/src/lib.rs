@@ -6,7 +6,7 @@
 //! - [`world`]: one home in true time: device clocks with skew and drift, the bolt's motor,
 //!   the door, people, the sensor magnet, the lens, power; the network between the parts
 //!   ([`net`]); the driver's script; the homeowner's live view.
-//! - [`attack`]: every attacker capability, in one enum; [`scenario`]: S1–S23 and `benign`,
+//! - [`attack`]: every attacker capability, in one enum; [`scenario`]: S1–S24 and `benign`,
 //!   each composing capabilities at moments of a delivery, with what the customer must see.
 //! - [`check`]: who was inside, whether each entry was granted, witnessed and recorded, which
 //!   alarms the customer saw and when, what the customer was shown versus the truth.

@@ -20,7 +20,7 @@ pub struct Latency {
 /// One scenario's results.
 #[derive(Clone, Debug, Serialize)]
 pub struct ScenarioReport {
-    /// `S1`…`S23` or `benign`.
+    /// `S1`…`S24` or `benign`.
     pub id: &'static str,
     /// Short name.
     pub name: &'static str,

@@ -38,7 +38,7 @@ pub struct Step {
 /// One scenario of the catalogue.
 #[derive(Debug)]
 pub struct Scenario {
-    /// `S1`…`S23` or `benign`.
+    /// `S1`…`S24` or `benign`.
     pub id: &'static str,
     /// A short name.
     pub name: &'static str,
@@ -348,6 +348,18 @@ pub static SCENARIOS: &[Scenario] = &[
         ],
         required: &[Signal::ConnectionLost, a(WitnessLost)],
         allowed: &[a(DeviceSilent), a(ActivityAfterEntry)],
+        denied: false,
+        noise: false,
+        lock_via_camera: false,
+    },
+    Scenario {
+        id: "S24",
+        name: "broker-replay",
+        // The door is open and the bolt retracted: an old authentic "locked" report, if taken,
+        // would show the customer a locked door.
+        steps: &[step(Hook::DoorOpened, 1_000, BrokerReplay)],
+        required: &[a(StreamTampered)],
+        allowed: &[],
         denied: false,
         noise: false,
         lock_via_camera: false,

@@ -361,6 +361,7 @@ pub struct World {
     captured_req: Option<EntryRequest>,
     captured_time: Option<Vec<u8>>,
     captured_grant: Option<(GrantId, Vec<u8>)>,
+    captured_locked: Option<Vec<u8>>,
     attestations: Vec<Signed<WitnessAttestation>>,
     server_receipt: Option<(u64, Digest, u64)>,
     forging: Vec<Forging>,
@@ -598,6 +599,7 @@ impl World {
             captured_req: None,
             captured_time: None,
             captured_grant: None,
+            captured_locked: None,
             attestations: Vec::new(),
             server_receipt: None,
             forging: Vec::new(),
@@ -1037,7 +1039,12 @@ impl World {
                 }
                 LOut::Send(env) => {
                     let mut qos1 = true;
+                    let bytes = env.to_bytes();
                     if let Body::LockReport(r) = &env.body {
+                        if r.bolt == Bolt::Thrown && r.door == Door::Closed {
+                            // What a broker keeps to replay later: an authentic "locked".
+                            self.captured_locked = Some(bytes.clone());
+                        }
                         qos1 = r.event != LockEvent::Periodic;
                         if !qos1 {
                             self.rec.lock_periodic_sent += 1;
@@ -1054,7 +1061,6 @@ impl World {
                     // entry proofs do (docs/PROTOCOL.md §13).
                     let copies = if !qos1 && self.lock.in_cycle() { 2 } else { 1 };
                     let from = self.kit.lock.clone();
-                    let bytes = env.to_bytes();
                     for _ in 0..copies {
                         self.send(
                             LinkId::LockUp,
@@ -1630,6 +1636,22 @@ impl World {
                 self.rec.live_cut = Some((t, t.saturating_add(for_ms)));
                 self.net.cut(LinkId::LiveDown, t, for_ms);
                 self.net.cut(LinkId::LiveUp, t, for_ms);
+            }
+            Capability::BrokerReplay => {
+                if let Some(bytes) = self.captured_locked.clone() {
+                    let from = self.kit.lock.clone();
+                    self.note(|| "broker replays an old \"locked\" report".into());
+                    self.send(
+                        LinkId::Attacker,
+                        true,
+                        Ev::ServerDevice {
+                            from,
+                            bytes,
+                            cover: None,
+                            proof: None,
+                        },
+                    );
+                }
             }
             Capability::RevokeDriver => {
                 if self.server_up {

@@ -32,8 +32,14 @@ fn a_short_home_day_raises_nothing_and_supervision_flows() {
     assert!(t.lock_messages_received >= t.lock_periodic_sent, "{t:?}");
     assert!(t.checkpoints_sent >= idle, "{t:?}");
     // Entries are rendered at 8 fps for 60 s each; idle stretches get one frame per proof.
-    assert!(t.frames >= DELIVERIES_PER_DAY as u64 * 480 + idle - 10, "{t:?}");
-    assert!(t.frames < DELIVERIES_PER_DAY as u64 * 1_000 + 2 * idle, "{t:?}");
+    assert!(
+        t.frames >= DELIVERIES_PER_DAY as u64 * 480 + idle - 10,
+        "{t:?}"
+    );
+    assert!(
+        t.frames < DELIVERIES_PER_DAY as u64 * 1_000 + 2 * idle,
+        "{t:?}"
+    );
 }
 
 #[test]

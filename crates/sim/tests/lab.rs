@@ -99,3 +99,26 @@ fn i14_alarms_raised_during_a_live_cut_are_re_sent_after_it() {
     let o = doorward_sim::check::judge(sc, 5, &lost);
     assert!(o.undetected, "{:?}", o.problems);
 }
+
+#[test]
+fn i10_an_old_locked_report_replayed_by_the_broker_is_refused_and_shown_as_tampering() {
+    let sc = scenario::find("S24").unwrap();
+    for seed in 1..=3 {
+        let (o, rec) = run_one(sc, seed, false);
+        assert!(!o.failed(), "seed {seed}: {:?}", o.problems);
+        // The replay happened while the door was open…
+        let at = rec.attack_start_ms.expect("S24 replays");
+        let s = rec.sessions.first().expect("the driver opened the door");
+        assert!(s.opened_ms < at && s.closed_ms.is_some_and(|c| c > at));
+        // …the customer was never shown "locked" for it, and learnt of the tampering.
+        assert_eq!(rec.false_locked_ms, 0);
+        let tampered = Signal::Alarm(doorward_proto::AlarmKind::StreamTampered);
+        assert!(rec.seen.iter().any(|&(t, s)| s == tampered && t >= at));
+    }
+    // With the sequence guard off the replay is taken as the lock's word and nobody is told.
+    let _off = doorward_proto::guard::disable(doorward_proto::guard::Guard::StreamSequence);
+    let (o, rec) = run_one(sc, 1, false);
+    assert!(o.undetected, "{:?}", o.problems);
+    let tampered = doorward_proto::AlarmKind::StreamTampered;
+    assert!(rec.raised.iter().all(|&(_, k)| k != tampered));
+}

@@ -10,7 +10,10 @@
 //!   ([`Record`]);
 //! - device durable state: last sequence number, chain head and the wrapped session key
 //!   ([`DeviceState`]), so a restart needs no re-handshake;
-//! - one keystore row of opaque, already encrypted bytes.
+//! - one keystore row of opaque, already encrypted bytes;
+//! - recorded footage ([`FootageSegment`]): each segment a camera proved while recording,
+//!   its frames sealed by the server under the home's key once uploaded, and each home's
+//!   retention.
 //!
 //! Writes go through one writer thread per store, fed by a bounded queue
 //! ([`StoreConfig::queue_capacity`]): a full queue is a typed error at once
@@ -32,6 +35,7 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod footage;
 pub mod migrate;
 mod pg;
 mod records;
@@ -41,6 +45,7 @@ mod writer;
 
 pub use doorward_control::audit::{AuditCheckpoint, AuditEntry};
 pub use error::StoreError;
+pub use footage::{FootageCursor, FootageQuery, FootageSegment};
 pub use pg::{PgConfig, PgStore};
 pub use records::{
     Carrier, Delivery, DeliveryState, Device, DeviceKind, DeviceState, Driver, Home, Record,

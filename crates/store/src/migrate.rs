@@ -115,6 +115,58 @@ pub const MIGRATIONS: &[Migration] = &[
             );
         "#,
     },
+    Migration {
+        version: 3,
+        name: "recorded footage",
+        sqlite: "
+            CREATE TABLE footage (
+                home TEXT NOT NULL,
+                camera TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                at_ms INTEGER NOT NULL,
+                segment BLOB NOT NULL,
+                frames BLOB NOT NULL,
+                head BLOB NOT NULL,
+                camera_key BLOB NOT NULL,
+                delivery TEXT,
+                proof BLOB NOT NULL,
+                sealed BLOB,
+                uploaded_ms INTEGER,
+                PRIMARY KEY (home, camera, seq)
+            ) WITHOUT ROWID;
+            CREATE INDEX footage_home_time ON footage (home, at_ms, camera, seq);
+            CREATE INDEX footage_home_delivery ON footage (home, delivery, at_ms);
+            CREATE TABLE footage_settings (
+                home TEXT PRIMARY KEY,
+                retention_days INTEGER NOT NULL,
+                updated_ms INTEGER NOT NULL
+            ) WITHOUT ROWID;
+        ",
+        postgres: r#"
+            CREATE TABLE footage (
+                home TEXT COLLATE "C" NOT NULL,
+                camera TEXT COLLATE "C" NOT NULL,
+                seq BIGINT NOT NULL,
+                at_ms BIGINT NOT NULL,
+                segment BYTEA NOT NULL,
+                frames BYTEA NOT NULL,
+                head BYTEA NOT NULL,
+                camera_key BYTEA NOT NULL,
+                delivery TEXT COLLATE "C",
+                proof BYTEA NOT NULL,
+                sealed BYTEA,
+                uploaded_ms BIGINT,
+                PRIMARY KEY (home, camera, seq)
+            );
+            CREATE INDEX footage_home_time ON footage (home, at_ms, camera, seq);
+            CREATE INDEX footage_home_delivery ON footage (home, delivery, at_ms);
+            CREATE TABLE footage_settings (
+                home TEXT COLLATE "C" PRIMARY KEY,
+                retention_days INTEGER NOT NULL,
+                updated_ms BIGINT NOT NULL
+            );
+        "#,
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -14,6 +14,9 @@ use tokio::runtime::{Handle, Runtime};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Statement};
 
+use crate::footage::{
+    footage_columns, footage_from_row, query_bounds, FootageQuery, FootageSegment,
+};
 use crate::migrate::{self, MIGRATIONS, SCHEMA_TABLE};
 use crate::records::{DeviceState, Record, RecordKind};
 use crate::sqlite::{checkpoint_from_row, device_state_from_row, digest, entry_from_row, id};
@@ -60,6 +63,10 @@ struct WriterStatements {
     put_device_state: Statement,
     put_keystore: Statement,
     head: Statement,
+    put_footage: Statement,
+    put_footage_sealed: Statement,
+    delete_footage: Statement,
+    put_footage_retention: Statement,
 }
 
 /// The store on a PostgreSQL database.
@@ -208,6 +215,32 @@ impl PgStore {
                     )
                     .await?,
                 head: writer.prepare(HEAD_SQL).await?,
+                put_footage: writer
+                    .prepare(
+                        "INSERT INTO footage (home, camera, seq, at_ms, segment, frames, head,
+                             camera_key, delivery, proof)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                         ON CONFLICT (home, camera, seq) DO NOTHING",
+                    )
+                    .await?,
+                put_footage_sealed: writer
+                    .prepare(
+                        "UPDATE footage SET sealed = $4, uploaded_ms = $5
+                         WHERE home = $1 AND camera = $2 AND seq = $3 AND sealed IS NULL",
+                    )
+                    .await?,
+                delete_footage: writer
+                    .prepare("DELETE FROM footage WHERE home = $1 AND camera = $2 AND seq = $3")
+                    .await?,
+                put_footage_retention: writer
+                    .prepare(
+                        "INSERT INTO footage_settings (home, retention_days, updated_ms)
+                         VALUES ($1, $2, $3)
+                         ON CONFLICT (home) DO UPDATE SET
+                             retention_days = excluded.retention_days,
+                             updated_ms = excluded.updated_ms",
+                    )
+                    .await?,
             };
             let reader = connect(&handle, config).await?;
             Ok::<_, StoreError>((writer, reader, statements))
@@ -364,6 +397,61 @@ impl PgSink {
                 vec![
                     Box::new(bytes.clone()),
                     Box::new(to_i64(*updated_ms, "keystore time")?),
+                ],
+            )),
+            Op::PutFootage(f) => out.push((
+                &self.st.put_footage,
+                vec![
+                    Box::new(f.home.as_str().to_owned()),
+                    Box::new(f.camera.as_str().to_owned()),
+                    Box::new(to_i64(f.seq, "footage seq")?),
+                    Box::new(to_i64(f.at_ms, "footage time")?),
+                    Box::new(f.segment.0.to_vec()),
+                    Box::new(f.frames_bytes()),
+                    Box::new(f.head.0.to_vec()),
+                    Box::new(f.camera_key.0.to_vec()),
+                    Box::new(f.delivery.as_ref().map(|d| d.as_str().to_owned())),
+                    Box::new(f.proof.clone()),
+                ],
+            )),
+            Op::PutFootageSealed {
+                home,
+                camera,
+                seq,
+                sealed,
+                uploaded_ms,
+            } => out.push((
+                &self.st.put_footage_sealed,
+                vec![
+                    Box::new(home.as_str().to_owned()),
+                    Box::new(camera.as_str().to_owned()),
+                    Box::new(*seq),
+                    Box::new(sealed.clone()),
+                    Box::new(*uploaded_ms),
+                ],
+            )),
+            Op::DeleteFootage { home, keys } => {
+                for (camera, seq) in keys {
+                    out.push((
+                        &self.st.delete_footage,
+                        vec![
+                            Box::new(home.as_str().to_owned()),
+                            Box::new(camera.as_str().to_owned()),
+                            Box::new(*seq),
+                        ],
+                    ));
+                }
+            }
+            Op::PutFootageRetention {
+                home,
+                days,
+                updated_ms,
+            } => out.push((
+                &self.st.put_footage_retention,
+                vec![
+                    Box::new(home.as_str().to_owned()),
+                    Box::new(i32::try_from(*days).unwrap_or(i32::MAX)),
+                    Box::new(*updated_ms),
                 ],
             )),
         }
@@ -600,4 +688,142 @@ impl Store for PgStore {
             .first()
             .map(|r| r.get(0)))
     }
+
+    fn put_footage(&self, segment: &FootageSegment) -> Result<Pending, StoreError> {
+        self.queue()?.submit(Op::put_footage(segment)?)
+    }
+
+    fn put_footage_sealed(
+        &self,
+        home: &Id,
+        camera: &Id,
+        seq: u64,
+        sealed: &[u8],
+        uploaded_ms: u64,
+    ) -> Result<Pending, StoreError> {
+        self.queue()?.submit(Op::put_footage_sealed(
+            home,
+            camera,
+            seq,
+            sealed,
+            uploaded_ms,
+        )?)
+    }
+
+    fn footage(
+        &self,
+        home: &Id,
+        camera: &Id,
+        seq: u64,
+    ) -> Result<Option<FootageSegment>, StoreError> {
+        let seq = to_i64(seq, "footage seq")?;
+        self.query(
+            concat!(
+                "SELECT ",
+                footage_columns!(),
+                " FROM footage WHERE home = $1 AND camera = $2 AND seq = $3"
+            ),
+            &[&home.as_str(), &camera.as_str(), &seq],
+        )?
+        .first()
+        .map(|r| pg_footage_row(home, r))
+        .transpose()
+    }
+
+    fn footage_sealed(
+        &self,
+        home: &Id,
+        camera: &Id,
+        seq: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let seq = to_i64(seq, "footage seq")?;
+        Ok(self
+            .query(
+                "SELECT sealed FROM footage WHERE home = $1 AND camera = $2 AND seq = $3",
+                &[&home.as_str(), &camera.as_str(), &seq],
+            )?
+            .first()
+            .and_then(|r| r.get::<_, Option<Vec<u8>>>(0)))
+    }
+
+    fn footage_list(
+        &self,
+        home: &Id,
+        query: &FootageQuery,
+        max: usize,
+    ) -> Result<Vec<FootageSegment>, StoreError> {
+        let max = check_max(max)?;
+        let (from, to, a_ms, a_cam, a_seq) = query_bounds(query)?;
+        let delivery = query.delivery.as_ref().map(|d| d.as_str().to_owned());
+        self.query(
+            concat!(
+                "SELECT ",
+                footage_columns!(),
+                " FROM footage
+                 WHERE home = $1 AND at_ms >= $2 AND at_ms < $3
+                   AND ($4::TEXT IS NULL OR delivery = $4)
+                   AND (at_ms, camera, seq) > ($5, $6, $7)
+                 ORDER BY at_ms, camera, seq LIMIT $8"
+            ),
+            &[
+                &home.as_str(),
+                &from,
+                &to,
+                &delivery,
+                &a_ms,
+                &a_cam,
+                &a_seq,
+                &max,
+            ],
+        )?
+        .iter()
+        .map(|r| pg_footage_row(home, r))
+        .collect()
+    }
+
+    fn delete_footage(&self, home: &Id, keys: &[(Id, u64)]) -> Result<Pending, StoreError> {
+        self.queue()?.submit(Op::delete_footage(home, keys)?)
+    }
+
+    fn put_footage_retention(
+        &self,
+        home: &Id,
+        days: u32,
+        updated_ms: u64,
+    ) -> Result<Pending, StoreError> {
+        self.queue()?.submit(Op::PutFootageRetention {
+            home: home.clone(),
+            days: i64::from(days),
+            updated_ms: to_i64(updated_ms, "footage retention time")?,
+        })
+    }
+
+    fn footage_retention(&self, home: &Id) -> Result<Option<u32>, StoreError> {
+        self.query(
+            "SELECT retention_days FROM footage_settings WHERE home = $1",
+            &[&home.as_str()],
+        )?
+        .first()
+        .map(|r| {
+            let d: i32 = r.get(0);
+            u32::try_from(d).map_err(|_| StoreError::Corrupt(format!("retention {d} of {home}")))
+        })
+        .transpose()
+    }
+}
+
+fn pg_footage_row(home: &Id, r: &tokio_postgres::Row) -> Result<FootageSegment, StoreError> {
+    footage_from_row(
+        home,
+        r.get(0),
+        r.get(1),
+        r.get(2),
+        r.get(3),
+        r.get(4),
+        r.get(5),
+        r.get(6),
+        r.get(7),
+        r.get(8),
+        r.get(9),
+    )
 }

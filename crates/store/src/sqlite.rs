@@ -8,6 +8,9 @@ use doorward_control::audit::{AuditCheckpoint, AuditEntry};
 use doorward_proto::{codec, Digest, Id, Signed};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use crate::footage::{
+    footage_columns, footage_from_row, query_bounds, FootageQuery, FootageSegment,
+};
 use crate::migrate::{self, MIGRATIONS, SCHEMA_TABLE};
 use crate::records::{DeviceState, Record, RecordKind};
 use crate::store::{check_max, AuditHead, Store, StoreConfig};
@@ -222,8 +225,87 @@ fn write_op(conn: &Connection, op: &Op) -> Result<(), StoreError> {
             )?
             .execute(params![bytes, to_i64(*updated_ms, "keystore time")?])?;
         }
+        Op::PutFootage(f) => {
+            conn.prepare_cached(
+                "INSERT INTO footage (home, camera, seq, at_ms, segment, frames, head,
+                     camera_key, delivery, proof)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (home, camera, seq) DO NOTHING",
+            )?
+            .execute(params![
+                f.home.as_str(),
+                f.camera.as_str(),
+                to_i64(f.seq, "footage seq")?,
+                to_i64(f.at_ms, "footage time")?,
+                &f.segment.0[..],
+                f.frames_bytes(),
+                &f.head.0[..],
+                &f.camera_key.0[..],
+                f.delivery.as_ref().map(Id::as_str),
+                &f.proof,
+            ])?;
+        }
+        Op::PutFootageSealed {
+            home,
+            camera,
+            seq,
+            sealed,
+            uploaded_ms,
+        } => {
+            conn.prepare_cached(
+                "UPDATE footage SET sealed = ?4, uploaded_ms = ?5
+                 WHERE home = ?1 AND camera = ?2 AND seq = ?3 AND sealed IS NULL",
+            )?
+            .execute(params![
+                home.as_str(),
+                camera.as_str(),
+                seq,
+                sealed,
+                uploaded_ms
+            ])?;
+        }
+        Op::DeleteFootage { home, keys } => {
+            let mut st = conn.prepare_cached(
+                "DELETE FROM footage WHERE home = ?1 AND camera = ?2 AND seq = ?3",
+            )?;
+            for (camera, seq) in keys {
+                st.execute(params![home.as_str(), camera.as_str(), seq])?;
+            }
+        }
+        Op::PutFootageRetention {
+            home,
+            days,
+            updated_ms,
+        } => {
+            conn.prepare_cached(
+                "INSERT INTO footage_settings (home, retention_days, updated_ms)
+                 VALUES (?1, ?2, ?3)
+                 ON CONFLICT (home) DO UPDATE SET retention_days = excluded.retention_days,
+                     updated_ms = excluded.updated_ms",
+            )?
+            .execute(params![home.as_str(), days, updated_ms])?;
+        }
     }
     Ok(())
+}
+
+fn footage_row(
+    home: &Id,
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<Result<FootageSegment, StoreError>> {
+    Ok(footage_from_row(
+        home,
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        &r.get::<_, Vec<u8>>(3)?,
+        &r.get::<_, Vec<u8>>(4)?,
+        &r.get::<_, Vec<u8>>(5)?,
+        &r.get::<_, Vec<u8>>(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+    ))
 }
 
 pub(crate) fn digest(bytes: &[u8]) -> Result<Digest, StoreError> {
@@ -473,6 +555,133 @@ impl Store for SqliteStore {
                 c.query_row("SELECT data FROM keystore WHERE id = 1", [], |r| r.get(0))
                     .optional()?,
             )
+        })
+    }
+
+    fn put_footage(&self, segment: &FootageSegment) -> Result<Pending, StoreError> {
+        self.queue.submit(Op::put_footage(segment)?)
+    }
+
+    fn put_footage_sealed(
+        &self,
+        home: &Id,
+        camera: &Id,
+        seq: u64,
+        sealed: &[u8],
+        uploaded_ms: u64,
+    ) -> Result<Pending, StoreError> {
+        self.queue.submit(Op::put_footage_sealed(
+            home,
+            camera,
+            seq,
+            sealed,
+            uploaded_ms,
+        )?)
+    }
+
+    fn footage(
+        &self,
+        home: &Id,
+        camera: &Id,
+        seq: u64,
+    ) -> Result<Option<FootageSegment>, StoreError> {
+        let seq = to_i64(seq, "footage seq")?;
+        self.read(|c| {
+            c.prepare_cached(concat!(
+                "SELECT ",
+                footage_columns!(),
+                " FROM footage WHERE home = ?1 AND camera = ?2 AND seq = ?3"
+            ))?
+            .query_row(params![home.as_str(), camera.as_str(), seq], |r| {
+                footage_row(home, r)
+            })
+            .optional()?
+            .transpose()
+        })
+    }
+
+    fn footage_sealed(
+        &self,
+        home: &Id,
+        camera: &Id,
+        seq: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let seq = to_i64(seq, "footage seq")?;
+        self.read(|c| {
+            Ok(c.prepare_cached(
+                "SELECT sealed FROM footage WHERE home = ?1 AND camera = ?2 AND seq = ?3",
+            )?
+            .query_row(params![home.as_str(), camera.as_str(), seq], |r| {
+                r.get::<_, Option<Vec<u8>>>(0)
+            })
+            .optional()?
+            .flatten())
+        })
+    }
+
+    fn footage_list(
+        &self,
+        home: &Id,
+        query: &FootageQuery,
+        max: usize,
+    ) -> Result<Vec<FootageSegment>, StoreError> {
+        let max = check_max(max)?;
+        let (from, to, a_ms, a_cam, a_seq) = query_bounds(query)?;
+        self.read(|c| {
+            let mut st = c.prepare_cached(concat!(
+                "SELECT ",
+                footage_columns!(),
+                " FROM footage
+                 WHERE home = ?1 AND at_ms >= ?2 AND at_ms < ?3
+                   AND (?4 IS NULL OR delivery = ?4)
+                   AND (at_ms, camera, seq) > (?5, ?6, ?7)
+                 ORDER BY at_ms, camera, seq LIMIT ?8"
+            ))?;
+            let rows = st.query_map(
+                params![
+                    home.as_str(),
+                    from,
+                    to,
+                    query.delivery.as_ref().map(Id::as_str),
+                    a_ms,
+                    a_cam,
+                    a_seq,
+                    max
+                ],
+                |r| footage_row(home, r),
+            )?;
+            rows.map(|r| r?).collect()
+        })
+    }
+
+    fn delete_footage(&self, home: &Id, keys: &[(Id, u64)]) -> Result<Pending, StoreError> {
+        self.queue.submit(Op::delete_footage(home, keys)?)
+    }
+
+    fn put_footage_retention(
+        &self,
+        home: &Id,
+        days: u32,
+        updated_ms: u64,
+    ) -> Result<Pending, StoreError> {
+        self.queue.submit(Op::PutFootageRetention {
+            home: home.clone(),
+            days: i64::from(days),
+            updated_ms: to_i64(updated_ms, "footage retention time")?,
+        })
+    }
+
+    fn footage_retention(&self, home: &Id) -> Result<Option<u32>, StoreError> {
+        self.read(|c| {
+            let d: Option<i64> = c
+                .prepare_cached("SELECT retention_days FROM footage_settings WHERE home = ?1")?
+                .query_row([home.as_str()], |r| r.get(0))
+                .optional()?;
+            d.map(|d| {
+                u32::try_from(d)
+                    .map_err(|_| StoreError::Corrupt(format!("retention {d} of {home}")))
+            })
+            .transpose()
         })
     }
 }

@@ -7,6 +7,7 @@ use doorward_control::audit::{
 };
 use doorward_proto::{Digest, Id, PubKey, Signed};
 
+use crate::footage::{FootageQuery, FootageSegment};
 use crate::records::{DeviceState, Record, RecordKind};
 use crate::writer::Pending;
 use crate::{StoreError, MAX_READ_ROWS};
@@ -151,6 +152,61 @@ pub trait Store: Send + Sync {
 
     /// The keystore row, if one was written.
     fn keystore(&self) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Inserts a proved footage segment (its `uploaded_ms` is ignored); a row already there
+    /// for its `(home, camera, seq)` is kept as it is.
+    fn put_footage(&self, segment: &FootageSegment) -> Result<Pending, StoreError>;
+
+    /// Stores the sealed frames of a segment whose row exists and holds none yet; otherwise
+    /// changes nothing (an upload is written once).
+    fn put_footage_sealed(
+        &self,
+        home: &Id,
+        camera: &Id,
+        seq: u64,
+        sealed: &[u8],
+        uploaded_ms: u64,
+    ) -> Result<Pending, StoreError>;
+
+    /// One footage row of `home`.
+    fn footage(
+        &self,
+        home: &Id,
+        camera: &Id,
+        seq: u64,
+    ) -> Result<Option<FootageSegment>, StoreError>;
+
+    /// The sealed frames of one segment of `home`, if uploaded.
+    fn footage_sealed(
+        &self,
+        home: &Id,
+        camera: &Id,
+        seq: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Up to `max` (at most [`MAX_READ_ROWS`]) footage rows of `home` that `query` selects,
+    /// in `(at_ms, camera, seq)` order.
+    fn footage_list(
+        &self,
+        home: &Id,
+        query: &FootageQuery,
+        max: usize,
+    ) -> Result<Vec<FootageSegment>, StoreError>;
+
+    /// Deletes footage rows of `home` by `(camera, seq)` (at most
+    /// [`crate::footage::MAX_FOOTAGE_DELETE`]); missing rows are not an error.
+    fn delete_footage(&self, home: &Id, keys: &[(Id, u64)]) -> Result<Pending, StoreError>;
+
+    /// Sets how many days `home`'s footage is kept.
+    fn put_footage_retention(
+        &self,
+        home: &Id,
+        days: u32,
+        updated_ms: u64,
+    ) -> Result<Pending, StoreError>;
+
+    /// The retention `home` set, if it set one.
+    fn footage_retention(&self, home: &Id) -> Result<Option<u32>, StoreError>;
 
     /// Writes `home`'s whole audit record in the export format of
     /// [`doorward_control::audit::export`], each checkpoint after the entries it covers, for

@@ -63,6 +63,24 @@ pub(crate) enum Op {
     PutDeviceState(DeviceState),
     /// Replace the keystore row.
     PutKeystore { bytes: Vec<u8>, updated_ms: u64 },
+    /// Insert a proved footage segment; a row already there is kept as it is.
+    PutFootage(Box<crate::footage::FootageSegment>),
+    /// Store a segment's sealed frames, unless some are stored already.
+    PutFootageSealed {
+        home: Id,
+        camera: Id,
+        seq: i64,
+        sealed: Vec<u8>,
+        uploaded_ms: i64,
+    },
+    /// Delete footage rows of one home.
+    DeleteFootage { home: Id, keys: Vec<(Id, i64)> },
+    /// Set a home's footage retention.
+    PutFootageRetention {
+        home: Id,
+        days: i64,
+        updated_ms: i64,
+    },
 }
 
 /// An audit entry as stored.
@@ -162,6 +180,53 @@ impl Op {
         }
         to_i64(state.updated_ms, "device state time")?;
         Ok(Op::PutDeviceState(state.clone()))
+    }
+
+    pub(crate) fn put_footage(seg: &crate::footage::FootageSegment) -> Result<Op, StoreError> {
+        seg.check()?;
+        Ok(Op::PutFootage(Box::new(seg.clone())))
+    }
+
+    pub(crate) fn put_footage_sealed(
+        home: &Id,
+        camera: &Id,
+        seq: u64,
+        sealed: &[u8],
+        uploaded_ms: u64,
+    ) -> Result<Op, StoreError> {
+        use crate::footage::MAX_SEALED_SEGMENT_BYTES;
+        if sealed.len() > MAX_SEALED_SEGMENT_BYTES {
+            return Err(StoreError::TooLarge {
+                what: "sealed footage segment (bytes)",
+                len: sealed.len(),
+                limit: MAX_SEALED_SEGMENT_BYTES,
+            });
+        }
+        Ok(Op::PutFootageSealed {
+            home: home.clone(),
+            camera: camera.clone(),
+            seq: to_i64(seq, "footage seq")?,
+            sealed: sealed.to_vec(),
+            uploaded_ms: to_i64(uploaded_ms, "footage upload time")?,
+        })
+    }
+
+    pub(crate) fn delete_footage(home: &Id, keys: &[(Id, u64)]) -> Result<Op, StoreError> {
+        use crate::footage::MAX_FOOTAGE_DELETE;
+        if keys.len() > MAX_FOOTAGE_DELETE {
+            return Err(StoreError::TooLarge {
+                what: "footage segments in one delete",
+                len: keys.len(),
+                limit: MAX_FOOTAGE_DELETE,
+            });
+        }
+        Ok(Op::DeleteFootage {
+            home: home.clone(),
+            keys: keys
+                .iter()
+                .map(|(c, s)| Ok((c.clone(), to_i64(*s, "footage seq")?)))
+                .collect::<Result<_, StoreError>>()?,
+        })
     }
 
     pub(crate) fn put_keystore(bytes: &[u8], updated_ms: u64) -> Result<Op, StoreError> {

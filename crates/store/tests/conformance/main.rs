@@ -6,6 +6,7 @@
 //! fail (with `DOORWARD_SKIP_PG=1` outside CI they print a loud message instead).
 
 mod backends;
+mod footage;
 mod suite;
 
 macro_rules! conformance {
@@ -54,6 +55,10 @@ conformance!(
     export_verifies_offline,
     registry_round_trip_and_paging,
     device_state_and_keystore_round_trip,
+    footage_round_trip_sealed_once_and_paging,
+    footage_delete_and_retention,
+    i11_footage_of_another_home_is_neither_read_nor_deleted,
+    limit_footage_sizes,
 );
 
 mod crash;

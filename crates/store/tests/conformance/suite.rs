@@ -14,6 +14,7 @@ use doorward_store::{
 };
 
 use crate::backends::Backend;
+pub use crate::footage::*;
 
 pub const T0: u64 = 1_700_000_000_000;
 

@@ -22,10 +22,13 @@ The configuration file is TOML with the keys data, database, mqtt, mqtt_listen a
 (the same meaning as the flags).
 
 Keys are generated on first start into <data>/keys (mode 0600; a wider mode stops the \
-server with the chmod that fixes it). Authentication of the HTTP API is not built yet: a \
-home's live event stream (/api/homes/{home}/events) takes that home's bearer token, \
-created when the home is added and kept in <data>/keys/homes/<home>/events.token; keep \
---listen on loopback until homeowner sessions exist."
+server with the chmod that fixes it).
+
+The HTTP API authenticates homeowners by session (argon2id passwords; accounts are created \
+by the operator, or by signup with --allow-signup), carriers by API key and drivers by \
+signed requests (docs/PROTOCOL.md, \"Driver API signatures\"). Sessions travel in an \
+HttpOnly, SameSite=Strict cookie; behind an HTTPS proxy pass --https so the cookie is \
+also Secure. The OpenAPI document is at /api/openapi.json."
 )]
 pub struct ServeArgs {
     /// TOML configuration file.
@@ -46,6 +49,14 @@ pub struct ServeArgs {
     /// HTTP listen address. Default: 127.0.0.1:8080.
     #[arg(long, value_name = "ADDR", env = "DOORWARD_LISTEN")]
     listen: Option<SocketAddr>,
+    /// Let anyone create a homeowner account (POST /api/accounts). Default: off, the operator
+    /// creates accounts.
+    #[arg(long, env = "DOORWARD_ALLOW_SIGNUP")]
+    allow_signup: bool,
+    /// The server is reached over HTTPS (a TLS proxy in front): session cookies get the
+    /// Secure flag.
+    #[arg(long, env = "DOORWARD_HTTPS")]
+    https: bool,
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -68,12 +79,17 @@ pub fn run(args: ServeArgs) -> Result<()> {
             listen: args.listen,
         },
     )?;
+    let api = doorward_server::ApiSettings {
+        allow_signup: args.allow_signup,
+        https: args.https,
+        ..doorward_server::ApiSettings::default()
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
-        let server = Server::start(cfg.clone()).await?;
+        let server = Server::start_with(cfg.clone(), api.clone()).await?;
         println!("doorward serve {}", env!("CARGO_PKG_VERSION"));
         println!("  data       {}", cfg.data_dir.display());
         match &cfg.database {
@@ -90,6 +106,14 @@ pub fn run(args: ServeArgs) -> Result<()> {
             }
         }
         println!("  http       http://{}", server.http_addr());
+        println!(
+            "  signup     {}",
+            if api.allow_signup {
+                "open (--allow-signup)"
+            } else {
+                "off (the operator creates accounts)"
+            }
+        );
         println!(
             "  server key {}{}",
             server.server_key(),

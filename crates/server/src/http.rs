@@ -44,7 +44,7 @@ impl Routes {
         }
     }
 
-    fn add(
+    pub(crate) fn add(
         mut self,
         method: &'static str,
         path: &'static str,
@@ -62,12 +62,13 @@ pub fn route_list() -> Vec<(&'static str, &'static str)> {
 }
 
 fn routes() -> Routes {
-    Routes::new()
+    let ops = Routes::new()
         .add("get", "/healthz", get(healthz))
         .add("get", "/readyz", get(readyz))
         .add("get", "/metrics", get(metrics))
         .add("get", "/api/openapi.json", get(openapi_json))
-        .add("get", "/api/homes/{home}/events", get(events))
+        .add("get", "/api/homes/{home}/events", get(events));
+    crate::api::routes(ops)
 }
 
 /// The HTTP application.
@@ -75,7 +76,26 @@ pub fn app(shared: Arc<Shared>) -> Router {
     routes()
         .router
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
+        .layer(axum::middleware::from_fn(timeout))
         .with_state(shared)
+}
+
+/// Answers 503 when a handler takes longer than [`crate::api::REQUEST_TIMEOUT_MS`] to start
+/// its response (a live event stream starts at once and is not cut).
+async fn timeout(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let limit = Duration::from_millis(crate::api::REQUEST_TIMEOUT_MS);
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => crate::api::ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "the request took longer than {} ms: try again",
+                crate::api::REQUEST_TIMEOUT_MS
+            ),
+        )
+        .into_response(),
+    }
 }
 
 async fn healthz() -> &'static str {
@@ -127,7 +147,6 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-// TODO(issue 4, item 5): replace the per-home bearer token with homeowner sessions.
 async fn events(
     State(s): State<Arc<Shared>>,
     Path(home): Path<String>,
@@ -149,17 +168,24 @@ async fn events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    // An unknown home and a wrong token look the same from outside (I11).
-    let expected = match s.keystore.existing_events_token(&home) {
-        Ok(Some(t)) => t,
-        Ok(None) => return unauthorised(),
-        Err(e) => {
-            tracing::error!(error = %e, "keystore");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        }
+    // The home's owner (session cookie or bearer session token), or the home's event token.
+    // An unknown home, another tenant's home and a wrong token look the same (I11).
+    let owner = match crate::api::homeowner::owns_home(&s, &headers, &home).await {
+        Ok(o) => o,
+        Err(e) => return e.into_response(),
     };
-    if !same_secret(given.as_bytes(), expected.as_bytes()) {
-        return unauthorised();
+    if !owner {
+        let expected = match s.keystore.existing_events_token(&home) {
+            Ok(Some(t)) => t,
+            Ok(None) => return unauthorised(),
+            Err(e) => {
+                tracing::error!(error = %e, "keystore");
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            }
+        };
+        if !same_secret(given.as_bytes(), expected.as_bytes()) {
+            return unauthorised();
+        }
     }
     let rx = s.hub.subscribe(&home);
     s.metrics.sse_clients.fetch_add(1, Ordering::Relaxed);
@@ -191,15 +217,36 @@ async fn events(
 
 /// The OpenAPI 3.1 document of every route [`app`] serves.
 pub fn openapi() -> Value {
+    let mut doc = operations_openapi();
+    let api = crate::api::openapi::paths();
+    doc["paths"]
+        .as_object_mut()
+        .expect("paths is an object")
+        .extend(api);
+    let schemes = crate::api::openapi::security_schemes();
+    doc["components"]["securitySchemes"]
+        .as_object_mut()
+        .expect("securitySchemes is an object")
+        .extend(schemes.as_object().expect("an object").clone());
+    doc["components"]["schemas"]
+        .as_object_mut()
+        .expect("schemas is an object")
+        .extend(crate::api::openapi::schemas());
+    doc
+}
+
+/// The operational endpoints and the event stream.
+fn operations_openapi() -> Value {
     let text = |d: &str| json!({"description": d, "content": {"text/plain": {"schema": {"type": "string"}}}});
     json!({
         "openapi": "3.1.0",
         "info": {
             "title": "Doorward server",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Witnessed, time-limited access to a home. This document covers the \
-                server's operational endpoints and the homeowner's live event stream; the \
-                homeowner, carrier and driver APIs are added here as they are built.",
+            "description": "Witnessed, time-limited access to a home: the server's operational \
+                endpoints, the homeowner's live event stream, and the homeowner (session), \
+                carrier (API key) and driver (signed request) APIs. Errors are JSON \
+                {\"error\", \"code\"}.",
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"}
         },
         "paths": {
@@ -233,9 +280,9 @@ pub fn openapi() -> Value {
                     sees none for 2 s must show \"connection lost — states unknown\", I14), \
                     `alarm` (re-sent until acknowledged), `approval` (an entry waiting for \
                     the homeowner), `lagged` (the client fell behind; open alarms are re-sent). \
-                    Until homeowner sessions exist, the bearer token is the home's event token \
-                    from provisioning.",
-                "security": [{"homeToken": []}],
+                    The owner's session (cookie or bearer) or the home's event token from \
+                    provisioning.",
+                "security": [{"sessionCookie": []}, {"sessionBearer": []}, {"homeToken": []}],
                 "parameters": [{"name": "home", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"}}],
                 "responses": {
                     "200": {"description": "an event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},

@@ -28,10 +28,15 @@ pub struct HubEvent {
     pub data: Value,
 }
 
-/// The per-home broadcast channels. Bounded by the homes the server has.
+/// Approval requests kept per home for the API to list; older ones are dropped first.
+pub const MAX_PENDING_APPROVALS_PER_HOME: usize = 64;
+
+/// The per-home broadcast channels, and the approval requests not yet answered (for
+/// `GET /api/homes/{home}/approvals`). Bounded by the homes the server has.
 #[derive(Debug, Default)]
 pub struct Hub {
     homes: Mutex<HashMap<Id, broadcast::Sender<Arc<HubEvent>>>>,
+    approvals: Mutex<HashMap<Id, Vec<Value>>>,
 }
 
 impl Hub {
@@ -50,8 +55,47 @@ impl Hub {
     }
 
     /// Sends an event to every live connection of `home` (none connected: nothing happens).
+    /// An approval request is also kept until answered or past its deadline.
     pub fn publish(&self, home: &Id, event: HubEvent) {
+        if event.name == "approval" {
+            let mut m = self.approvals.lock().unwrap_or_else(|e| e.into_inner());
+            let list = m.entry(home.clone()).or_default();
+            if list.len() >= MAX_PENDING_APPROVALS_PER_HOME {
+                list.remove(0);
+            }
+            list.push(event.data.clone());
+        }
         let _ = self.sender(home).send(Arc::new(event));
+    }
+
+    /// `home`'s approval requests still open at `now_ms` (the core denies them after their
+    /// deadline).
+    pub fn pending_approvals(&self, home: &Id, now_ms: u64) -> Vec<Value> {
+        let mut m = self.approvals.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(list) = m.get_mut(home) else {
+            return Vec::new();
+        };
+        list.retain(|a| a["deadline_ms"].as_u64().is_some_and(|d| d > now_ms));
+        list.clone()
+    }
+
+    /// Removes `home`'s approval request `request`; whether it was open.
+    pub fn take_approval(&self, home: &Id, request: u64, now_ms: u64) -> bool {
+        let mut m = self.approvals.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(list) = m.get_mut(home) else {
+            return false;
+        };
+        list.retain(|a| a["deadline_ms"].as_u64().is_some_and(|d| d > now_ms));
+        match list
+            .iter()
+            .position(|a| a["request"].as_u64() == Some(request))
+        {
+            Some(i) => {
+                list.remove(i);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Every home with a channel (for server-wide alarms such as a storage failure).

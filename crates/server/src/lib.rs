@@ -18,12 +18,14 @@
 //! [`runtime`] (the control task and the effects task), [`journal`] (the registry's
 //! durable form and its replay on start), [`devstate`] (device stream state and wrapped
 //! session keys across restarts), [`hub`] (SSE fan-out),
-//! [`http`] (routes, OpenAPI), [`metrics`], [`server`] (start, provisioning API, shutdown),
+//! [`http`] (routes, OpenAPI), [`api`] (the homeowner, carrier and driver API: authentication,
+//! tenant checks, handlers), [`metrics`], [`server`] (start, provisioning API, shutdown),
 //! [`webhook`] (signed alarm webhooks, Standard Webhooks style: headers, body, retries).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod broker;
 pub mod config;
 pub mod devstate;
@@ -37,6 +39,7 @@ pub mod runtime;
 pub mod server;
 pub mod webhook;
 
+pub use api::ApiSettings;
 pub use config::{Database, FileConfig, Mqtt, Overrides, ServeConfig};
 pub use runtime::ServerError;
 pub use server::{Handle, HomeCredentials, Server};

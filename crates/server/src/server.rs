@@ -36,6 +36,8 @@ pub struct Shared {
     pub(crate) server_key: PubKey,
     /// Turns true when the server stops: live event streams end so HTTP can drain.
     pub(crate) stopping: watch::Receiver<bool>,
+    /// The HTTP API's settings, login limits and driver replay cache.
+    pub(crate) api: crate::api::ApiState,
 }
 
 /// A running server.
@@ -64,8 +66,14 @@ pub struct HomeCredentials {
 }
 
 impl Server {
-    /// Starts everything described by `cfg`. Needs a multi-threaded tokio runtime.
+    /// Starts everything described by `cfg`, with the HTTP API's default settings. Needs a
+    /// multi-threaded tokio runtime.
     pub async fn start(cfg: ServeConfig) -> Result<Server> {
+        Self::start_with(cfg, crate::api::ApiSettings::default()).await
+    }
+
+    /// Starts everything described by `cfg`, the HTTP API with `api`.
+    pub async fn start_with(cfg: ServeConfig, api: crate::api::ApiSettings) -> Result<Server> {
         std::fs::create_dir_all(&cfg.data_dir).with_context(|| {
             format!(
                 "cannot create the data directory {}",
@@ -155,6 +163,7 @@ impl Server {
             store,
             server_key: server_key.public(),
             stopping: stop_rx.clone(),
+            api: crate::api::ApiState::new(api),
         });
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
@@ -169,6 +178,7 @@ impl Server {
         let app = crate::http::app(shared.clone());
         let mut http_stop = stop_rx;
         let http_task = tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let res = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = http_stop.wait_for(|s| *s).await;
@@ -273,6 +283,33 @@ async fn open_store(db: &Database) -> Result<Arc<dyn Store>> {
 }
 
 impl Handle {
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> Handle {
+        Handle { shared }
+    }
+
+    /// Creates a homeowner account (for the operator and the demo); returns its id.
+    pub async fn create_homeowner(&self, email: &str, password: &str) -> Result<Id, ServerError> {
+        crate::api::accounts::create_homeowner(&self.shared, email, password)
+            .await
+            .map_err(crate::api::accounts::to_server_error)
+    }
+
+    /// A one-time login link for `account` (valid
+    /// [`crate::api::accounts::LOGIN_LINK_TTL_MS`]): the path whose GET opens a session and
+    /// redirects to `/`.
+    pub async fn login_link(&self, account: &Id) -> Result<String, ServerError> {
+        crate::api::accounts::login_link(&self.shared, account)
+            .await
+            .map_err(crate::api::accounts::to_server_error)
+    }
+
+    /// Creates a carrier; returns its id and its API key (`dwc_…`, shown only here).
+    pub async fn create_carrier(&self, name: &str) -> Result<(Id, String), ServerError> {
+        crate::api::accounts::create_carrier(&self.shared, name)
+            .await
+            .map_err(crate::api::accounts::to_server_error)
+    }
+
     async fn call<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> Command,
@@ -465,6 +502,7 @@ mod tests {
                 store,
                 server_key: KeyPair::from_seed(&[2; 32]).public(),
                 stopping: stop_rx,
+                api: crate::api::ApiState::new(crate::api::ApiSettings::default()),
             }),
         };
         for _ in 0..CONTROL_QUEUE_CAPACITY {

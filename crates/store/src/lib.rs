@@ -7,7 +7,10 @@
 //!   durable before they are acknowledged. The store refuses an entry that does not continue
 //!   the stored chain (a gap, a replay or a fork), so what it holds always verifies;
 //! - the registry: homes, devices with their public keys, carriers, drivers and deliveries
-//!   ([`Record`]);
+//!   ([`Record`]), and the HTTP API's principals: accounts, sessions and login links (by
+//!   token hash), home owners, carriers, API-key hashes, driver keys, each carrier's drivers
+//!   and deliveries (server-wide rows under the [`AUTH_NS`] namespace, a carrier's under
+//!   [`carrier_ns`]);
 //! - device durable state: last sequence number, chain head and the wrapped session key
 //!   ([`DeviceState`]), so a restart needs no re-handshake;
 //! - one keystore row of opaque, already encrypted bytes;
@@ -48,8 +51,9 @@ pub use error::StoreError;
 pub use footage::{FootageCursor, FootageQuery, FootageSegment};
 pub use pg::{PgConfig, PgStore};
 pub use records::{
-    Carrier, Delivery, DeliveryState, Device, DeviceKind, DeviceState, Driver, Home, Record,
-    RecordKind,
+    carrier_ns, Account, ApiKey, Carrier, CarrierAccount, CarrierDriver, Delivery, DeliveryRef,
+    DeliveryState, Device, DeviceKind, DeviceState, Driver, DriverKey, Home, HomeOwner, LoginLink,
+    PolicyRow, Record, RecordKind, Session, AUTH_NS,
 };
 pub use sqlite::SqliteStore;
 pub use store::{AuditHead, Store, StoreConfig};

@@ -144,6 +144,187 @@ pub struct Delivery {
     pub state: DeliveryState,
 }
 
+/// The namespace (the `home` column) of the server-wide authentication rows: accounts,
+/// sessions, login links, carriers, API-key hashes and driver keys. It starts with `:`,
+/// which no home id may, so it can never be read as a tenant's rows.
+pub const AUTH_NS: &str = ":auth";
+
+/// The namespace of the rows a carrier owns (its drivers, its deliveries): `:c:` and the
+/// carrier's id.
+pub fn carrier_ns(carrier: &Id) -> Result<Id, doorward_proto::IdError> {
+    Id::new(format!(":c:{carrier}"))
+}
+
+fn auth_ns() -> &'static Id {
+    static NS: std::sync::OnceLock<Id> = std::sync::OnceLock::new();
+    NS.get_or_init(|| Id::new(AUTH_NS).expect("a valid id"))
+}
+
+/// A homeowner's account (namespace [`AUTH_NS`]).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Account {
+    /// The account's identifier (derived from the normalised email).
+    #[n(0)]
+    pub id: Id,
+    /// The normalised email address.
+    #[n(1)]
+    pub email: String,
+    /// The password's argon2id hash, as a PHC string.
+    #[n(2)]
+    pub password_hash: String,
+    /// When it was created, milliseconds since the Unix epoch.
+    #[n(3)]
+    pub created_ms: u64,
+    /// The homes it owns, oldest first.
+    #[n(4)]
+    pub homes: Vec<Id>,
+}
+
+/// A homeowner's login session (namespace [`AUTH_NS`]); the token itself is never stored.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Session {
+    /// SHA-256 of the session token, hex.
+    #[n(0)]
+    pub id: Id,
+    /// The account.
+    #[n(1)]
+    pub account: Id,
+    /// When it was created, ms since the Unix epoch.
+    #[n(2)]
+    pub created_ms: u64,
+    /// After this it is refused whatever its use, ms since the Unix epoch.
+    #[n(3)]
+    pub expires_ms: u64,
+    /// When it was last used (to within the server's touch interval).
+    #[n(4)]
+    pub last_seen_ms: u64,
+}
+
+/// A one-time login link (namespace [`AUTH_NS`]); deleted when used.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct LoginLink {
+    /// SHA-256 of the link's token, hex.
+    #[n(0)]
+    pub id: Id,
+    /// The account it logs in.
+    #[n(1)]
+    pub account: Id,
+    /// After this it is refused, ms since the Unix epoch.
+    #[n(2)]
+    pub expires_ms: u64,
+}
+
+/// A home's policy as stored (the core holds the live copy).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
+pub struct PolicyRow {
+    /// Allowed weekly windows, (start, end) minutes from Monday 00:00 UTC.
+    #[n(0)]
+    pub windows: Vec<(u32, u32)>,
+    /// Only garage doors.
+    #[n(1)]
+    pub garage_only: bool,
+    /// Vacation mode: every entry refused.
+    #[n(2)]
+    pub vacation: bool,
+    /// Every entry waits for the homeowner.
+    #[n(3)]
+    pub live_approval: bool,
+}
+
+/// Who owns a home (under the home itself, id = the home): the one row every homeowner
+/// check reads (I11).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct HomeOwner {
+    /// The home.
+    #[n(0)]
+    pub home: Id,
+    /// The owning account.
+    #[n(1)]
+    pub account: Id,
+    /// False while the id is only reserved (issuing key handed out, home not yet added).
+    #[n(2)]
+    pub created: bool,
+    /// The policy last set through the API.
+    #[n(3)]
+    pub policy: Option<PolicyRow>,
+}
+
+/// A carrier the operator created (namespace [`AUTH_NS`]).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct CarrierAccount {
+    /// The carrier's identifier.
+    #[n(0)]
+    pub id: Id,
+    /// Its display name.
+    #[n(1)]
+    pub name: String,
+    /// When it was created, ms since the Unix epoch.
+    #[n(2)]
+    pub created_ms: u64,
+}
+
+/// A carrier API key (namespace [`AUTH_NS`]); the key itself is never stored.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct ApiKey {
+    /// SHA-256 of the key, hex.
+    #[n(0)]
+    pub id: Id,
+    /// The carrier it authenticates.
+    #[n(1)]
+    pub carrier: Id,
+    /// When it was created, ms since the Unix epoch.
+    #[n(2)]
+    pub created_ms: u64,
+}
+
+/// Which driver a signing key belongs to (namespace [`AUTH_NS`], id = the key in hex).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct DriverKey {
+    /// The driver's public key, hex.
+    #[n(0)]
+    pub id: Id,
+    /// The carrier that registered it.
+    #[n(1)]
+    pub carrier: Id,
+    /// The driver's identifier.
+    #[n(2)]
+    pub driver: Id,
+}
+
+/// A driver as its carrier registered it (namespace [`carrier_ns`]).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct CarrierDriver {
+    /// The carrier's namespace ([`carrier_ns`]).
+    #[n(0)]
+    pub ns: Id,
+    /// The driver's identifier.
+    #[n(1)]
+    pub id: Id,
+    /// A name the carrier chose.
+    #[n(2)]
+    pub name: String,
+    /// The driver's key.
+    #[n(3)]
+    pub key: PubKey,
+    /// When it was registered, ms since the Unix epoch.
+    #[n(4)]
+    pub created_ms: u64,
+}
+
+/// Where a carrier's delivery lives (namespace [`carrier_ns`]): its home.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct DeliveryRef {
+    /// The carrier's namespace ([`carrier_ns`]).
+    #[n(0)]
+    pub ns: Id,
+    /// The delivery.
+    #[n(1)]
+    pub id: Id,
+    /// The home whose [`Delivery`] row holds it.
+    #[n(2)]
+    pub home: Id,
+}
+
 /// The kind of a registry row; stored as its number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RecordKind {
@@ -157,6 +338,24 @@ pub enum RecordKind {
     Driver = 4,
     /// [`Delivery`].
     Delivery = 5,
+    /// [`Account`].
+    Account = 6,
+    /// [`Session`].
+    Session = 7,
+    /// [`LoginLink`].
+    LoginLink = 8,
+    /// [`HomeOwner`].
+    HomeOwner = 9,
+    /// [`CarrierAccount`].
+    CarrierAccount = 10,
+    /// [`ApiKey`].
+    ApiKey = 11,
+    /// [`DriverKey`].
+    DriverKey = 12,
+    /// [`CarrierDriver`].
+    CarrierDriver = 13,
+    /// [`DeliveryRef`].
+    DeliveryRef = 14,
 }
 
 impl RecordKind {
@@ -179,6 +378,24 @@ pub enum Record {
     Driver(Driver),
     /// A delivery.
     Delivery(Delivery),
+    /// A homeowner account.
+    Account(Account),
+    /// A login session.
+    Session(Session),
+    /// A one-time login link.
+    LoginLink(LoginLink),
+    /// Who owns a home.
+    HomeOwner(HomeOwner),
+    /// A carrier.
+    CarrierAccount(CarrierAccount),
+    /// A carrier API key's hash.
+    ApiKey(ApiKey),
+    /// A driver key's owner.
+    DriverKey(DriverKey),
+    /// A carrier's driver.
+    CarrierDriver(CarrierDriver),
+    /// A carrier's delivery and its home.
+    DeliveryRef(DeliveryRef),
 }
 
 impl Record {
@@ -190,6 +407,15 @@ impl Record {
             Record::Carrier(r) => &r.home,
             Record::Driver(r) => &r.home,
             Record::Delivery(r) => &r.home,
+            Record::Account(_)
+            | Record::Session(_)
+            | Record::LoginLink(_)
+            | Record::CarrierAccount(_)
+            | Record::ApiKey(_)
+            | Record::DriverKey(_) => auth_ns(),
+            Record::HomeOwner(r) => &r.home,
+            Record::CarrierDriver(r) => &r.ns,
+            Record::DeliveryRef(r) => &r.ns,
         }
     }
 
@@ -201,6 +427,15 @@ impl Record {
             Record::Carrier(r) => &r.id,
             Record::Driver(r) => &r.id,
             Record::Delivery(r) => &r.id,
+            Record::Account(r) => &r.id,
+            Record::Session(r) => &r.id,
+            Record::LoginLink(r) => &r.id,
+            Record::HomeOwner(r) => &r.home,
+            Record::CarrierAccount(r) => &r.id,
+            Record::ApiKey(r) => &r.id,
+            Record::DriverKey(r) => &r.id,
+            Record::CarrierDriver(r) => &r.id,
+            Record::DeliveryRef(r) => &r.id,
         }
     }
 
@@ -212,6 +447,15 @@ impl Record {
             Record::Carrier(_) => RecordKind::Carrier,
             Record::Driver(_) => RecordKind::Driver,
             Record::Delivery(_) => RecordKind::Delivery,
+            Record::Account(_) => RecordKind::Account,
+            Record::Session(_) => RecordKind::Session,
+            Record::LoginLink(_) => RecordKind::LoginLink,
+            Record::HomeOwner(_) => RecordKind::HomeOwner,
+            Record::CarrierAccount(_) => RecordKind::CarrierAccount,
+            Record::ApiKey(_) => RecordKind::ApiKey,
+            Record::DriverKey(_) => RecordKind::DriverKey,
+            Record::CarrierDriver(_) => RecordKind::CarrierDriver,
+            Record::DeliveryRef(_) => RecordKind::DeliveryRef,
         }
     }
 
@@ -223,6 +467,15 @@ impl Record {
             Record::Carrier(r) => codec::encode(r),
             Record::Driver(r) => codec::encode(r),
             Record::Delivery(r) => codec::encode(r),
+            Record::Account(r) => codec::encode(r),
+            Record::Session(r) => codec::encode(r),
+            Record::LoginLink(r) => codec::encode(r),
+            Record::HomeOwner(r) => codec::encode(r),
+            Record::CarrierAccount(r) => codec::encode(r),
+            Record::ApiKey(r) => codec::encode(r),
+            Record::DriverKey(r) => codec::encode(r),
+            Record::CarrierDriver(r) => codec::encode(r),
+            Record::DeliveryRef(r) => codec::encode(r),
         }
     }
 
@@ -241,6 +494,15 @@ impl Record {
             3 => codec::decode(bytes, MAX_RECORD_BYTES).map(Record::Carrier),
             4 => codec::decode(bytes, MAX_RECORD_BYTES).map(Record::Driver),
             5 => codec::decode(bytes, MAX_RECORD_BYTES).map(Record::Delivery),
+            6 => codec::decode(bytes, MAX_RECORD_BYTES).map(Record::Account),
+            7 => codec::decode(bytes, MAX_RECORD_BYTES).map(Record::Session),
+            8 => codec::decode(bytes, MAX_RECORD_BYTES).map(Record::LoginLink),
+            9 => codec::decode(bytes, MAX_RECORD_BYTES).map(Record::HomeOwner),
+            10 => codec::decode(bytes, MAX_RECORD_BYTES).map(Record::CarrierAccount),
+            11 => codec::decode(bytes, MAX_RECORD_BYTES).map(Record::ApiKey),
+            12 => codec::decode(bytes, MAX_RECORD_BYTES).map(Record::DriverKey),
+            13 => codec::decode(bytes, MAX_RECORD_BYTES).map(Record::CarrierDriver),
+            14 => codec::decode(bytes, MAX_RECORD_BYTES).map(Record::DeliveryRef),
             k => return Err(corrupt(format!("unknown kind {k}"))),
         }
         .map_err(|e| corrupt(e.to_string()))?;

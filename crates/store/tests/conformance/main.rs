@@ -59,6 +59,7 @@ conformance!(
     footage_delete_and_retention,
     i11_footage_of_another_home_is_neither_read_nor_deleted,
     limit_footage_sizes,
+    api_principals_round_trip_and_isolated,
 );
 
 mod crash;

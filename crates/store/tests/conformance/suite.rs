@@ -857,3 +857,122 @@ pub fn device_state_and_keystore_round_trip(b: &dyn Backend) {
     store.put_keystore(b"v2", T0 + 1).unwrap().wait().unwrap();
     assert_eq!(store.keystore().unwrap().as_deref(), Some(&b"v2"[..]));
 }
+
+/// The HTTP API's principals (accounts, sessions, carriers, key hashes, drivers, deliveries)
+/// survive a reopen, page by kind, and never show up as homes or as another tenant's rows.
+pub fn api_principals_round_trip_and_isolated(b: &dyn Backend) {
+    use doorward_store::{
+        carrier_ns, Account, ApiKey, CarrierAccount, CarrierDriver, DeliveryRef, DriverKey,
+        HomeOwner, LoginLink, PolicyRow, Session, AUTH_NS,
+    };
+    let home = id("home-api");
+    let carrier = id("c-1");
+    let ns = carrier_ns(&carrier).unwrap();
+    let hex64 = |b: u8| id(&format!("{b:02x}").repeat(32));
+    let rows = vec![
+        Record::Account(Account {
+            id: id("a-1"),
+            email: "owner@example.org".into(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            created_ms: T0,
+            homes: vec![home.clone()],
+        }),
+        Record::Session(Session {
+            id: hex64(1),
+            account: id("a-1"),
+            created_ms: T0,
+            expires_ms: T0 + 1_000,
+            last_seen_ms: T0,
+        }),
+        Record::LoginLink(LoginLink {
+            id: hex64(2),
+            account: id("a-1"),
+            expires_ms: T0 + 1_000,
+        }),
+        Record::HomeOwner(HomeOwner {
+            home: home.clone(),
+            account: id("a-1"),
+            created: true,
+            policy: Some(PolicyRow {
+                windows: vec![(60, 120)],
+                garage_only: true,
+                vacation: false,
+                live_approval: true,
+            }),
+        }),
+        Record::CarrierAccount(CarrierAccount {
+            id: carrier.clone(),
+            name: "Parcels".into(),
+            created_ms: T0,
+        }),
+        Record::ApiKey(ApiKey {
+            id: hex64(3),
+            carrier: carrier.clone(),
+            created_ms: T0,
+        }),
+        Record::DriverKey(DriverKey {
+            id: hex64(4),
+            carrier: carrier.clone(),
+            driver: id("drv-1"),
+        }),
+        Record::CarrierDriver(CarrierDriver {
+            ns: ns.clone(),
+            id: id("drv-1"),
+            name: "Dana".into(),
+            key: PubKey([4; 32]),
+            created_ms: T0,
+        }),
+        Record::DeliveryRef(DeliveryRef {
+            ns: ns.clone(),
+            id: id("d-1"),
+            home: home.clone(),
+        }),
+    ];
+    {
+        let store = open(b);
+        put_all(&*store, &rows);
+    }
+    let store = open(b);
+    let auth = id(AUTH_NS);
+    for r in &rows {
+        assert_eq!(
+            store.record(r.home(), r.kind(), r.id()).unwrap().as_ref(),
+            Some(r),
+            "{:?} after reopen",
+            r.kind()
+        );
+        // Asked under any other namespace, the row is not there (I11).
+        for other in [&home, &auth, &ns, &id("home-other")] {
+            if other != r.home() {
+                assert_eq!(store.record(other, r.kind(), r.id()).unwrap(), None);
+            }
+        }
+    }
+    assert_eq!(
+        store
+            .records(&ns, RecordKind::CarrierDriver, None, 10)
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(store
+        .records(
+            &carrier_ns(&id("c-2")).unwrap(),
+            RecordKind::DeliveryRef,
+            None,
+            10
+        )
+        .unwrap()
+        .is_empty());
+    // Namespaces are not homes: a restart never treats them as tenants.
+    assert!(store.home_ids(None, 100).unwrap().is_empty());
+    store
+        .delete_record(&auth, RecordKind::Session, &hex64(1))
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(
+        store.record(&auth, RecordKind::Session, &hex64(1)).unwrap(),
+        None
+    );
+}

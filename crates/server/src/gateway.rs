@@ -7,6 +7,10 @@
 //! server subscribes per home (`doorward/v1/<home>/+/up`), so a node only hears the homes it
 //! serves, which is also how devices will later be shared among nodes. rumqttc does not
 //! resubscribe a clean session after a reconnect, so every `ConnAck` resubscribes them all.
+//!
+//! While the home pairs a device, the gateway also subscribes to that device's pairing topic
+//! (`doorward/v1/pair/<device>/up`, docs/PROTOCOL.md §14) and hands what arrives there, at
+//! most `MAX_PAIRING_MESSAGE_BYTES`, to [`crate::pairing`]; those bytes never reach the core.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -165,6 +169,7 @@ pub struct Gateway {
     client: AsyncClient,
     homes: Arc<Mutex<BTreeSet<Id>>>,
     connected: Arc<AtomicBool>,
+    pairing: Arc<crate::pairing::PairingHub>,
 }
 
 impl Gateway {
@@ -190,6 +195,7 @@ impl Gateway {
             client,
             homes: Arc::new(Mutex::new(BTreeSet::new())),
             connected: Arc::new(AtomicBool::new(false)),
+            pairing: Arc::new(crate::pairing::PairingHub::default()),
         };
         let reader = gw.clone();
         tokio::spawn(async move {
@@ -220,6 +226,44 @@ impl Gateway {
                 .try_subscribe(home_filter(home), QoS::AtLeastOnce)
             {
                 tracing::warn!(%home, error = %e, "subscription not queued; it is retried on reconnect");
+            }
+        }
+    }
+
+    /// The pairings in progress.
+    pub fn pairing(&self) -> &crate::pairing::PairingHub {
+        &self.pairing
+    }
+
+    /// Listens to a device's pairing topic while its pairing runs (and after reconnects:
+    /// the pairing hub lists the devices being paired).
+    pub fn subscribe_pairing(&self, device: &Id) {
+        if self.connected() {
+            let topic = crate::pairing::pair_up_topic(device);
+            if let Err(e) = self.client.try_subscribe(topic, QoS::AtLeastOnce) {
+                tracing::warn!(%device, error = %e, "pairing subscription not queued");
+            }
+        }
+    }
+
+    /// Stops listening to a device's pairing topic.
+    pub fn unsubscribe_pairing(&self, device: &Id) {
+        let _ = self
+            .client
+            .try_unsubscribe(crate::pairing::pair_up_topic(device));
+    }
+
+    /// Publishes a pairing message to a device's pairing down topic (QoS 1).
+    pub fn publish_pairing(&self, device: &Id, bytes: Vec<u8>) -> bool {
+        let topic = crate::pairing::pair_down_topic(device);
+        match self
+            .client
+            .try_publish(topic, QoS::AtLeastOnce, false, bytes)
+        {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(%device, error = %e, "pairing message dropped");
+                false
             }
         }
     }
@@ -269,8 +313,21 @@ impl Gateway {
                             tracing::warn!(%home, error = %e, "resubscription not queued");
                         }
                     }
+                    for device in self.pairing.devices() {
+                        let topic = crate::pairing::pair_up_topic(&device);
+                        let _ = self.client.try_subscribe(topic, QoS::AtLeastOnce);
+                    }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if let Some(device) = crate::pairing::parse_pair_up_topic(&p.topic) {
+                        // Pairing messages are bare and small: the size check comes first.
+                        if p.payload.len() > doorward_proto::pairing::MAX_PAIRING_MESSAGE_BYTES {
+                            metrics.dropped("oversized");
+                        } else if !self.pairing.deliver(&device, p.payload.to_vec()) {
+                            metrics.dropped("bad_topic");
+                        }
+                        continue;
+                    }
                     let Some((_home, device)) = parse_up_topic(&p.topic) else {
                         metrics.dropped("bad_topic");
                         continue;

@@ -19,7 +19,8 @@
 //! durable form and its replay on start), [`devstate`] (device stream state and wrapped
 //! session keys across restarts), [`hub`] (SSE fan-out),
 //! [`http`] (routes, OpenAPI), [`api`] (the homeowner, carrier and driver API: authentication,
-//! tenant checks, handlers), [`metrics`], [`server`] (start, provisioning API, shutdown),
+//! tenant checks, handlers), [`metrics`], [`pairing`] (the home's side of out-of-band
+//! pairing over the broker), [`server`] (start, provisioning API, shutdown),
 //! [`webhook`] (signed alarm webhooks, Standard Webhooks style: headers, body, retries).
 
 #![forbid(unsafe_code)]
@@ -35,11 +36,13 @@ pub mod hub;
 pub mod journal;
 pub mod keystore;
 pub mod metrics;
+pub mod pairing;
 pub mod runtime;
 pub mod server;
 pub mod webhook;
 
 pub use api::ApiSettings;
 pub use config::{Database, FileConfig, Mqtt, Overrides, ServeConfig};
+pub use pairing::{PairOptions, PairedDevice};
 pub use runtime::ServerError;
 pub use server::{Handle, HomeCredentials, Server};

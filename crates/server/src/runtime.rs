@@ -522,11 +522,42 @@ impl Runtime {
         }
     }
 
+    /// A lock's state-change report is acknowledged (`Ack`, docs/PROTOCOL.md §6.11) with this
+    /// batch's effects, i.e. once it is durable here: the lock keeps it in its outbox until
+    /// then and sends it again after a reconnect. Routine messages are not acknowledged.
+    fn ack(&mut self, ev: &AuditEvent, batch: &mut Batch) {
+        let AuditKind::Accepted {
+            device,
+            seq,
+            envelope,
+            routine: false,
+            ..
+        } = &ev.what
+        else {
+            return;
+        };
+        let is_report = doorward_proto::Envelope::decode(envelope)
+            .is_ok_and(|e| matches!(e.body, doorward_proto::Body::LockReport(_)));
+        if *seq == 0 || !is_report {
+            return;
+        }
+        let ack = doorward_proto::Ack {
+            device: device.clone(),
+            seq: *seq,
+        };
+        let env = doorward_proto::Envelope::signed(doorward_proto::Body::Ack(ack), &self.key);
+        batch.actions.push(Action::Publish {
+            device: device.clone(),
+            bytes: env.to_bytes(),
+        });
+    }
+
     /// Appends one core audit event to its home's chain (collapsing routine idle proofs).
     fn record(&mut self, ev: AuditEvent, batch: &mut Batch) {
         if let AuditKind::Rejected { reason, .. } = &ev.what {
             self.metrics.dropped(label(reason));
         }
+        self.ack(&ev, batch);
         let home = ev
             .home
             .clone()

@@ -385,6 +385,54 @@ impl Handle {
         self.admin(Admin::PairDoor { home, door }).await
     }
 
+    /// Pairs a device of `home` over the broker with its setup code (docs/PROTOCOL.md §14),
+    /// the owner having read the code (and optionally scanned the QR payload, `opts.qr`) off
+    /// the device. A door takes two calls: **the camera first** (it is then held, waiting for
+    /// its lock, for [`crate::pairing::PENDING_CAMERA_TTL_MS`]), **then the lock** with
+    /// `opts.camera` naming that camera. The lock's call registers the door
+    /// (`Admin::PairDoor`, on record first) and then confirms the pairing to both devices,
+    /// each learning the other's key. Failed confirmations count against
+    /// `MAX_PAIRING_ATTEMPTS_PER_HOUR` per device; errors are [`ServerError::Invalid`] with a
+    /// sentence saying what to do.
+    pub async fn pair_device(
+        &self,
+        home: Id,
+        device: Id,
+        kind: doorward_proto::pairing::DeviceKind,
+        code: doorward_proto::pairing::SetupCode,
+        opts: crate::pairing::PairOptions,
+    ) -> Result<crate::pairing::PairedDevice, ServerError> {
+        check_home_id(&home)?;
+        let store = self.shared.store.clone();
+        let h = home.clone();
+        let row = tokio::task::spawn_blocking(move || {
+            store.record(&h, doorward_store::RecordKind::Home, &h)
+        })
+        .await
+        .map_err(|_| ServerError::Stopped)?
+        .map_err(|_| ServerError::Storage)?;
+        let Some(doorward_store::Record::Home(row)) = row else {
+            return Err(ServerError::Invalid(format!(
+                "home {home} does not exist: add it before pairing its devices"
+            )));
+        };
+        let ctx = crate::pairing::Ctx {
+            hub: self.shared.gateway.pairing(),
+            gateway: &self.shared.gateway,
+            home: doorward_proto::pairing::HomeKeys {
+                home: home.clone(),
+                root: row.root_key,
+                server: self.shared.server_key,
+                witness: None,
+            },
+            now_ms: &wall_ms,
+        };
+        crate::pairing::run(ctx, device, kind, code, opts, |door| {
+            self.pair_door(home.clone(), door)
+        })
+        .await
+    }
+
     /// Opts a carrier in for a home (I9).
     pub async fn opt_in(&self, home: Id, carrier: Id) -> Result<(), ServerError> {
         self.admin(Admin::OptIn { home, carrier }).await
@@ -459,9 +507,10 @@ impl Handle {
 /// `.` and `..` would name directories.
 fn check_home_id(home: &Id) -> Result<(), ServerError> {
     let s = home.as_str();
-    if s.starts_with(':') || s == "." || s == ".." {
+    // `pair` is the pairing topics' second level (`doorward/v1/pair/<device>/up`).
+    if s.starts_with(':') || s == "." || s == ".." || s == "pair" {
         return Err(ServerError::Invalid(format!(
-            "home id {s:?} is reserved: choose one not starting with ':'"
+            "home id {s:?} is reserved: choose one not starting with ':' (and not \"pair\")"
         )));
     }
     Ok(())

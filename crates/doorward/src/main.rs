@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use doorward_proto::KeyPair;
 
+mod agent_cmd;
 mod audit_cmd;
 mod serve_cmd;
 mod sim_cmd;
@@ -42,6 +43,11 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: audit_cmd::AuditCommand,
+    },
+    /// Run a device agent (lock or camera) on virtual hardware.
+    Agent {
+        #[command(subcommand)]
+        command: agent_cmd::AgentCommand,
     },
     /// Print build facts: version, protocol version, whether guard switches are compiled in.
     Info,
@@ -92,6 +98,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve_cmd::run(args),
         Command::Sim { command } => sim_cmd::run(command),
         Command::Audit { command } => audit_cmd::run(command),
+        Command::Agent { command } => agent_cmd::run(command),
         Command::Info => {
             println!("doorward {}", env!("CARGO_PKG_VERSION"));
             println!("protocol version {}", doorward_proto::PROTOCOL_VERSION);

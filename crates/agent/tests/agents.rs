@@ -1,0 +1,149 @@
+//! The agents in-process against a real server and its embedded broker: pairing by setup
+//! codes, then a delivery through the real lock and camera cores that opens, records and
+//! relocks.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use doorward_agent::hardware::{VirtualCamera, VirtualLock};
+use doorward_agent::scene::SceneDir;
+use doorward_agent::{CameraAgentConfig, LockAgentConfig};
+use doorward_control::{EntryDecision, LockValue, Phase, Shown};
+use doorward_proto::{Bolt, Door};
+use tokio::sync::watch;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paired_agents_make_a_delivery_that_opens_records_and_relocks() {
+    let ceiling = Duration::from_secs(10);
+    let ts = TestServer::start(None).await;
+    let home = add_home(&ts.handle).await;
+    let scene = SceneDir::open(&ts.path("scene")).unwrap();
+    let (lock_data, cam_data) = (ts.path("lock"), ts.path("camera"));
+    let (stop_tx, stop) = watch::channel(false);
+
+    // The lock starts unpaired: its local channel listens at once, and it waits for pairing.
+    let (lock_st_tx, lock_st) = watch::channel(None);
+    let lock_task = tokio::spawn(doorward_agent::lock_agent::run(
+        LockAgentConfig {
+            data: lock_data.clone(),
+            mqtt: ts.mqtt.clone(),
+            id: Some(home.lock.clone()),
+            local: "127.0.0.1:0".parse().unwrap(),
+        },
+        Box::new(VirtualLock::new(Some(scene.clone()), 100)),
+        stop.clone(),
+        lock_st_tx,
+        say("lock"),
+    ));
+    let local: std::net::SocketAddr = read_when_there(&lock_data.join("local.addr"), ceiling)
+        .await
+        .parse()
+        .unwrap();
+    let (cam_st_tx, cam_st) = watch::channel(None);
+    let cam_task = tokio::spawn(doorward_agent::camera_agent::run(
+        CameraAgentConfig {
+            data: cam_data.clone(),
+            mqtt: ts.mqtt.clone(),
+            id: Some(home.camera.clone()),
+            lock_local: Some(local),
+        },
+        Box::new(VirtualCamera::new(Some(scene.clone()))),
+        stop.clone(),
+        cam_st_tx,
+        say("camera"),
+    ));
+
+    pair_door(&ts.handle, &home, &cam_data, &lock_data).await;
+
+    // Paired, both serve: the lock has the server's time, the camera a session.
+    eventually(ceiling, "the lock syncs its time and connects", || {
+        let s = lock_st.borrow().clone();
+        async move { s.is_some_and(|s| s.time_synced && s.connected) }
+    })
+    .await;
+    eventually(ceiling, "the camera opens a session", || {
+        let s = cam_st.borrow().clone();
+        async move { s.is_some_and(|s| s.session) }
+    })
+    .await;
+    eventually(ceiling, "the server shows the lock locked", || {
+        let (h, hid) = (ts.handle.clone(), home.id.clone());
+        async move {
+            let s = h.home_state(&hid).await.unwrap().unwrap();
+            s.doors[0].lock.value == Shown::Known(LockValue::Locked)
+        }
+    })
+    .await;
+
+    let delivery = schedule(&ts.handle, &home).await;
+    arrive(&scene);
+    eventually(ceiling, "the camera sees the driver (entry pace)", || {
+        let s = cam_st.borrow().clone();
+        async move { s.is_some_and(|s| s.entry) }
+    })
+    .await;
+    let req = entry_request(&home, &delivery, local).await;
+    let decision = tokio::time::timeout(ceiling, ts.handle.request_entry(req))
+        .await
+        .expect("a decision");
+    assert!(
+        matches!(decision, EntryDecision::Authorised { .. }),
+        "{decision:?}"
+    );
+    eventually(ceiling, "the bolt retracts", || {
+        let s = lock_st.borrow().clone();
+        async move { s.is_some_and(|s| s.bolt == Bolt::Retracted && s.unlocks == 1) }
+    })
+    .await;
+    walk_through(&scene).await;
+    eventually(
+        ceiling,
+        "the lock relocks by itself when the door closes",
+        || {
+            let s = lock_st.borrow().clone();
+            async move {
+                s.is_some_and(|s| {
+                    s.bolt == Bolt::Thrown
+                        && s.door == Door::Closed
+                        && s.relocks == 1
+                        && !s.in_cycle
+                })
+            }
+        },
+    )
+    .await;
+    eventually(ceiling, "the server records the relock", || {
+        let (h, hid, d) = (ts.handle.clone(), home.id.clone(), delivery.clone());
+        async move {
+            let s = h.home_state(&hid).await.unwrap().unwrap();
+            let door = &s.doors[0];
+            door.lock.value == Shown::Known(LockValue::Locked)
+                && door.delivery.as_ref().is_none_or(|(id, p)| {
+                    id == &d && matches!(p, Phase::Relocked | Phase::EgressWitnessed | Phase::Done)
+                })
+        }
+    })
+    .await;
+    let state = ts.handle.home_state(&home.id).await.unwrap().unwrap();
+    assert!(
+        state.open_alarms.is_empty(),
+        "a normal delivery raises no alarm: {state:?}"
+    );
+    // Every state-change report was acknowledged by the server.
+    eventually(ceiling, "the lock's outbox drains", || {
+        let s = lock_st.borrow().clone();
+        async move { s.is_some_and(|s| s.outbox == 0) }
+    })
+    .await;
+    assert!(
+        cam_st.borrow().as_ref().unwrap().checkpoints_to_lock > 0,
+        "the lock heard its camera over the local link"
+    );
+
+    stop_tx.send(true).unwrap();
+    lock_task.await.unwrap().unwrap();
+    cam_task.await.unwrap().unwrap();
+    ts.stop().await;
+}

@@ -20,6 +20,10 @@ use tokio::sync::mpsc;
 /// Most unacknowledged messages a device keeps; beyond it the oldest is dropped (and the
 /// server sees a gap, as for a lost message).
 pub const MAX_OUTBOX_MESSAGES: usize = 256;
+/// How long a kept message waits for its acknowledgement before the kept messages are
+/// published again, in order, milliseconds. Covers a reconnect that reached the broker
+/// before the server had subscribed again.
+pub const OUTBOX_RETRY_MS: u64 = 1_000;
 /// MQTT keep-alive of a device's connection, seconds.
 pub const MQTT_KEEP_ALIVE_S: u64 = 5;
 /// Pause between reconnection attempts, milliseconds.
@@ -157,6 +161,8 @@ impl Link {
 #[derive(Debug, Default)]
 pub struct Outbox {
     kept: VecDeque<(u64, Vec<u8>)>,
+    /// When the kept messages were last published.
+    sent_at: Option<std::time::Instant>,
     held: VecDeque<Vec<u8>>,
     acked: Option<u64>,
     dropped: u64,
@@ -184,6 +190,9 @@ impl Outbox {
         while self.kept.front().is_some_and(|(s, _)| *s <= seq) {
             self.kept.pop_front();
         }
+        if self.kept.is_empty() {
+            self.sent_at = None;
+        }
     }
 
     /// Holds a message without a sequence number (a time request) made while offline, to
@@ -199,6 +208,20 @@ impl Outbox {
     /// What to publish again after a reconnect, oldest first.
     pub fn pending(&self) -> impl Iterator<Item = &[u8]> {
         self.kept.iter().map(|(_, b)| b.as_slice())
+    }
+
+    /// Notes that everything kept was just published.
+    pub fn sent(&mut self, now: std::time::Instant) {
+        self.sent_at = Some(now);
+    }
+
+    /// Whether the kept messages have waited [`OUTBOX_RETRY_MS`] for an acknowledgement since
+    /// they were last published.
+    pub fn retry_due(&self, now: std::time::Instant) -> bool {
+        !self.kept.is_empty()
+            && self.sent_at.is_none_or(|t| {
+                now.duration_since(t) >= std::time::Duration::from_millis(OUTBOX_RETRY_MS)
+            })
     }
 
     /// The messages held while offline, to publish now (they are not kept after).
@@ -243,6 +266,11 @@ mod tests {
             "an already acknowledged seq is not kept"
         );
         assert_eq!(o.len(), 2);
+        let t = std::time::Instant::now();
+        assert!(o.retry_due(t), "never published: due at once");
+        o.sent(t);
+        assert!(!o.retry_due(t));
+        assert!(o.retry_due(t + std::time::Duration::from_millis(OUTBOX_RETRY_MS)));
         o.hold(vec![9]);
         assert_eq!(o.take_held(), vec![vec![9u8]]);
         assert!(o.take_held().is_empty(), "held messages go once");

@@ -226,6 +226,9 @@ async fn serve(
         tokio::select! {
             _ = tokio::time::sleep(wait) => sh.inputs.push_back(Input::Tick),
             _ = hw_tick.tick() => {
+                if sh.connected && sh.outbox.retry_due(Instant::now()) {
+                    sh.republish();
+                }
                 for s in sh.hw.poll() {
                     sh.inputs.push_back(match s {
                         LockSensor::Bolt(b) => Input::Bolt(b),
@@ -239,9 +242,7 @@ async fn serve(
                 Some(LinkEvent::Connected) => {
                     sh.connected = true;
                     sh.say(format!("lock {device}: connected to the broker"));
-                    for bytes in sh.outbox.pending() {
-                        sh.link.publish(&sh.up, QoS::AtLeastOnce, bytes.to_vec());
-                    }
+                    sh.republish();
                     for bytes in sh.outbox.take_held() {
                         sh.link.publish(&sh.up, QoS::AtLeastOnce, bytes);
                     }
@@ -318,6 +319,15 @@ impl Shell<'_> {
         (self.say)(s)
     }
 
+    /// Publishes every kept report again, oldest first.
+    fn republish(&mut self) {
+        for bytes in self.outbox.pending() {
+            self.link
+                .publish(&self.up, QoS::AtLeastOnce, bytes.to_vec());
+        }
+        self.outbox.sent(Instant::now());
+    }
+
     /// A message on the down topic: the server's acknowledgement is the shell's (it only
     /// trims the outbox); everything else goes to the core, which verifies it.
     fn on_down(&mut self, payload: Vec<u8>) {
@@ -387,6 +397,9 @@ impl Shell<'_> {
         }
         for _ in 0..copies {
             self.link.publish(&self.up, qos, bytes.clone());
+        }
+        if keep.is_some() {
+            self.outbox.sent(Instant::now());
         }
     }
 

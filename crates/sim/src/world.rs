@@ -1,5 +1,6 @@
-//! One home, one delivery, one seed: the real lock, camera and control cores, their virtual
-//! hardware and the network between them, driven by a single-threaded event loop in true time.
+//! One home, one seed, one delivery (or, for the home-day, a [`Shape`] with several): the real
+//! lock, camera and control cores, their virtual hardware and the network between them, driven
+//! by a single-threaded event loop in true time.
 //!
 //! The world holds the physical truth (bolt, door angle, people, sensor magnet, lens, power)
 //! and derives every device's inputs from it; it never asks a core what happened, it looks.

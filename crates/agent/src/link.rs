@@ -14,7 +14,10 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet};
+
+/// The MQTT quality of service of [`Link::publish`].
+pub use rumqttc::QoS;
 use tokio::sync::mpsc;
 
 /// Most unacknowledged messages a device keeps; beyond it the oldest is dropped (and the

@@ -294,6 +294,21 @@ async fn camera_cut_mid_entry(signal: &str) {
         "{st:?}"
     );
 
+    // Denied at the lock itself (I1): even a compromised server holding every key but the
+    // camera's live checkpoints — server key, issuing key, and here the camera's own key
+    // to attest the nonce — cannot open the door while the lock hears no checkpoint.
+    forge_unlock_at_lock(&ts, &door, &root.join("camera")).await;
+    eventually(ceiling, "the lock denies the forged command itself", || {
+        let n = door.lock.count("DENIED: WitnessLockout");
+        async move { n == 1 }
+    })
+    .await;
+    assert_eq!(
+        door.lock.count("UNLOCKED"),
+        1,
+        "the bolt never retracted again"
+    );
+
     let Door { lock, camera, .. } = door;
     assert!(
         lock.stop().success(),
@@ -301,6 +316,120 @@ async fn camera_cut_mid_entry(signal: &str) {
     );
     drop(camera);
     ts.stop().await;
+}
+
+fn read_seed(path: &Path) -> doorward_proto::KeyPair {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut seed).unwrap();
+    doorward_proto::KeyPair::from_seed(&seed)
+}
+
+/// Plays a server that lies: a fully signed unlock command for a fresh nonce of the lock,
+/// with a receipt claiming the camera's last proof arrived just now and an attestation
+/// signed with the camera's key, published straight to the lock's down topic.
+async fn forge_unlock_at_lock(ts: &TestServer, door: &Door, cam_data: &Path) {
+    use doorward_proto::grant::{self, GrantSpec, Purpose};
+    use doorward_proto::*;
+    let home = &door.home;
+    let server = read_seed(&ts.path("server/keys/server.key"));
+    let issuer = read_seed(&ts.path(&format!("server/keys/homes/{}/issuer.key", home.id)));
+    let camera = read_seed(&cam_data.join("device.key"));
+    let st = ts.handle.home_state(&home.id).await.unwrap().unwrap();
+    let (seq, head) = match st.doors[0].camera.value {
+        Shown::Unknown {
+            last: Some(CameraValue::Recording { seq, head }),
+            ..
+        }
+        | Shown::Known(CameraValue::Recording { seq, head }) => (seq, head),
+        ref v => panic!("no camera proof on record: {v:?}"),
+    };
+    let nonce = doorward_agent::local_channel::read_nonce(door.local)
+        .await
+        .unwrap()
+        .body
+        .nonce;
+    let now = wall_ms();
+    let mut g = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut g);
+    let spec = GrantSpec {
+        id: GrantId(g),
+        home: home.id.clone(),
+        lock: home.lock.clone(),
+        purpose: Purpose::Delivery(id("forged")),
+        carrier: Some(home.carrier.clone()),
+        driver: home.driver.public(),
+        not_before_ms: now - 60_000,
+        not_after_ms: now + 3_600_000,
+        max_open_ms: 120_000,
+    };
+    let cmd = UnlockCommand {
+        issuer: Signed::sign(
+            IssuerCert {
+                home: home.id.clone(),
+                issuer: issuer.public(),
+                not_before_ms: now - 60_000,
+                not_after_ms: now + 3_600_000,
+                serial: 1,
+            },
+            &home.root,
+        ),
+        grant: grant::issue(&spec, &issuer, &mut rand_core::OsRng).unwrap(),
+        driver_sig: home.driver.sign(
+            DRIVER_NONCE_CONTEXT,
+            &driver_nonce_message(&home.lock, &nonce),
+        ),
+        context: Signed::sign(
+            UnlockContext {
+                lock: home.lock.clone(),
+                nonce,
+                server_ms: now,
+                epoch: 0,
+                grant: spec.id,
+                driver: home.driver.public(),
+                receipt: CameraReceipt {
+                    camera: home.camera.clone(),
+                    seq,
+                    head,
+                    received_ms: now,
+                },
+            },
+            &server,
+        ),
+        witness: Signed::sign(
+            WitnessAttestation {
+                camera: home.camera.clone(),
+                lock: home.lock.clone(),
+                nonce,
+                seq,
+                head,
+                recording: true,
+            },
+            &camera,
+        ),
+    };
+    let env = Envelope::signed(Body::UnlockCommand(Box::new(cmd)), &server);
+    let (link, mut events) = doorward_agent::link::Link::start(
+        &ts.mqtt.0,
+        ts.mqtt.1,
+        &format!("forger-{}", tag()),
+        vec![format!("doorward/v1/{}/forger/down", home.id)],
+    );
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !matches!(
+            events.recv().await,
+            Some(doorward_agent::link::LinkEvent::Connected)
+        ) {}
+    })
+    .await
+    .expect("the forger connects");
+    assert!(link.publish(
+        &format!("doorward/v1/{}/{}/down", home.id, home.lock),
+        doorward_agent::link::QoS::AtLeastOnce,
+        env.to_bytes()
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    link.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

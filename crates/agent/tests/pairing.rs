@@ -34,8 +34,8 @@ async fn wrong_codes_and_keys_are_refused_and_the_right_code_pairs() {
         st_tx,
         say("camera"),
     ));
-    let code = SetupCode::parse(&read_when_there(&cam_data.join("setup-code"), ceiling).await)
-        .unwrap();
+    let code =
+        SetupCode::parse(&read_when_there(&cam_data.join("setup-code"), ceiling).await).unwrap();
     let opts = PairOptions {
         timeout_ms: 10_000,
         ..PairOptions::default()

@@ -450,13 +450,23 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Mosquitto on `port`, from PATH or /usr/sbin. The test fails (never skips) without it:
+/// scripts/test installs it (`apt-get install mosquitto`).
 fn mosquitto(port: u16) -> Child {
-    let c = Command::new("/usr/sbin/mosquitto")
+    let bin = ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("mosquitto");
+    let c = Command::new(bin)
         .args(["-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("mosquitto starts (/usr/sbin/mosquitto)");
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {bin} ({e}): install Mosquitto (scripts/test does) to run this test"
+            )
+        });
     let t0 = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(t0.elapsed() < Duration::from_secs(5), "mosquitto listens");

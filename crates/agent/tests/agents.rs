@@ -147,3 +147,105 @@ async fn paired_agents_make_a_delivery_that_opens_records_and_relocks() {
     cam_task.await.unwrap().unwrap();
     ts.stop().await;
 }
+
+/// I3 with the real agent: the server stops mid-entry, and the lock still relocks by itself
+/// when the door closes (its core ticked from the agent's clock); when the lock agent then
+/// restarts from its data directory it needs no pairing and boots locked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lock_relocks_with_no_server_and_restarts_from_its_data() {
+    let ceiling = Duration::from_secs(10);
+    let ts = TestServer::start(None).await;
+    let home = add_home(&ts.handle).await;
+    let scene = SceneDir::open(&ts.path("scene")).unwrap();
+    let (lock_data, cam_data) = (ts.path("lock"), ts.path("camera"));
+    let (stop_tx, stop) = watch::channel(false);
+    let lock_cfg = LockAgentConfig {
+        data: lock_data.clone(),
+        mqtt: ts.mqtt.clone(),
+        id: Some(home.lock.clone()),
+        local: "127.0.0.1:0".parse().unwrap(),
+    };
+    let (lock_st_tx, lock_st) = watch::channel(None);
+    let lock_task = tokio::spawn(doorward_agent::lock_agent::run(
+        lock_cfg.clone(),
+        Box::new(VirtualLock::new(Some(scene.clone()), 100)),
+        stop.clone(),
+        lock_st_tx,
+        say("lock"),
+    ));
+    let local: std::net::SocketAddr = read_when_there(&lock_data.join("local.addr"), ceiling)
+        .await
+        .parse()
+        .unwrap();
+    let (cam_st_tx, cam_st) = watch::channel(None);
+    let cam_task = tokio::spawn(doorward_agent::camera_agent::run(
+        CameraAgentConfig {
+            data: cam_data.clone(),
+            mqtt: ts.mqtt.clone(),
+            id: Some(home.camera.clone()),
+            lock_local: Some(local),
+        },
+        Box::new(VirtualCamera::new(Some(scene.clone()))),
+        stop.clone(),
+        cam_st_tx,
+        say("camera"),
+    ));
+    pair_door(&ts.handle, &home, &cam_data, &lock_data).await;
+    eventually(ceiling, "the lock syncs its time", || {
+        let s = lock_st.borrow().clone();
+        async move { s.is_some_and(|s| s.time_synced) }
+    })
+    .await;
+    let delivery = schedule(&ts.handle, &home).await;
+    arrive(&scene);
+    eventually(ceiling, "the camera proves at the entry pace", || {
+        let s = cam_st.borrow().clone();
+        async move { s.is_some_and(|s| s.entry && s.session) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let req = entry_request(&home, &delivery, local).await;
+    let d = ts.handle.request_entry(req).await;
+    assert!(matches!(d, EntryDecision::Authorised { .. }), "{d:?}");
+    scene.push_door(true).unwrap();
+    eventually(ceiling, "the door opens", || {
+        let s = lock_st.borrow().clone();
+        async move { s.is_some_and(|s| s.door == Door::Open) }
+    })
+    .await;
+
+    // No server from here on (and no broker: it ran inside the server).
+    let TestServer { server, dir, .. } = ts;
+    server.unwrap().shutdown().await.unwrap();
+    scene.push_door(false).unwrap();
+    eventually(ceiling, "the lock relocks by itself", || {
+        let s = lock_st.borrow().clone();
+        async move {
+            s.is_some_and(|s| s.bolt == Bolt::Thrown && s.door == Door::Closed && !s.in_cycle)
+        }
+    })
+    .await;
+    stop_tx.send(true).unwrap();
+    lock_task.await.unwrap().unwrap();
+    cam_task.await.unwrap().unwrap();
+
+    // The lock agent starts again from its data directory: paired, bolt thrown, no code.
+    let (stop_tx, stop) = watch::channel(false);
+    let (lock_st_tx, lock_st) = watch::channel(None);
+    let lock_task = tokio::spawn(doorward_agent::lock_agent::run(
+        lock_cfg,
+        Box::new(VirtualLock::new(Some(scene.clone()), 100)),
+        stop,
+        lock_st_tx,
+        say("lock again"),
+    ));
+    eventually(ceiling, "the lock boots from its pairing", || {
+        let s = lock_st.borrow().clone();
+        async move { s.is_some_and(|s| s.paired && s.bolt == Bolt::Thrown) }
+    })
+    .await;
+    assert!(!lock_data.join("setup-code").exists(), "no new pairing");
+    stop_tx.send(true).unwrap();
+    lock_task.await.unwrap().unwrap();
+    drop(dir);
+}

@@ -42,6 +42,10 @@ pub const MAX_PENDING_CAMERAS: usize = 64;
 pub const DEFAULT_PAIRING_TIMEOUT_MS: u64 = 120_000;
 /// Longest time a caller may give a pairing, milliseconds.
 pub const MAX_PAIRING_TIMEOUT_MS: u64 = 600_000;
+/// How many times the home's final confirmations are sent again after the first.
+pub const CONFIRM_REPEATS: u32 = 3;
+/// Pause between those repeats, milliseconds.
+pub const CONFIRM_REPEAT_MS: u64 = 1_000;
 
 /// The home → device pairing topic.
 pub fn pair_down_topic(device: &Id) -> String {
@@ -478,10 +482,31 @@ where
                 .finish
                 .confirm(PairingPayload::Home(to_camera))
                 .expect("the home's keys from the home's side");
-            ctx.gateway
-                .publish_pairing(&device, PairingMessage::Confirm(lock_confirm).to_bytes());
-            ctx.gateway
-                .publish_pairing(&camera, PairingMessage::Confirm(cam_confirm).to_bytes());
+            let confirms = [
+                (
+                    device.clone(),
+                    PairingMessage::Confirm(lock_confirm).to_bytes(),
+                ),
+                (
+                    camera.clone(),
+                    PairingMessage::Confirm(cam_confirm).to_bytes(),
+                ),
+            ];
+            for (d, bytes) in &confirms {
+                ctx.gateway.publish_pairing(d, bytes.clone());
+            }
+            // The door is on record now, so a confirmation lost with a broker restart would
+            // leave a device unpaired for good: repeat them. A device takes the first one
+            // that verifies and ignores the rest.
+            let gateway = ctx.gateway.clone();
+            tokio::spawn(async move {
+                for _ in 0..CONFIRM_REPEATS {
+                    tokio::time::sleep(Duration::from_millis(CONFIRM_REPEAT_MS)).await;
+                    for (d, bytes) in &confirms {
+                        gateway.publish_pairing(d, bytes.clone());
+                    }
+                }
+            });
             Ok(PairedDevice {
                 device,
                 kind,

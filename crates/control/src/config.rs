@@ -73,6 +73,10 @@ pub struct Config {
     /// Hello digests remembered to refuse replays (oldest forgotten first). A replay older
     /// than that is answered but still displaces nothing.
     pub max_recent_hellos: usize,
+    /// After a restart, the least time the devices of a restored entry are given to be heard
+    /// from again (to reconnect to the restarted broker) before their silence or an
+    /// unconfirmed unlock is alarmed; every restored deadline starts at the restart.
+    pub resume_grace_ms: u64,
 }
 
 impl Default for Config {
@@ -106,6 +110,7 @@ impl Default for Config {
             session_confirm_ms: 90_000,
             max_pending_sessions: 65_536,
             max_recent_hellos: 65_536,
+            resume_grace_ms: 2_000,
         }
     }
 }

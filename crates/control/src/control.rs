@@ -67,6 +67,10 @@ pub(crate) struct EntryRun {
     pub egress_ms: u64,
     pub egress_in: u16,
     pub egress_out: u16,
+    /// Restored after a restart with a people count that is not on record (the counts at
+    /// the egress, or at the authorisation in an older record): the first camera proof after
+    /// the restart sets it.
+    pub rebase: bool,
 }
 
 /// Where a pending entry request stands.
@@ -86,10 +90,14 @@ pub(crate) struct Pending {
     pub stage: Stage,
 }
 
+/// What makes two alarms the same for de-duplication: kind, home, device and delivery
+/// slots ([`NONE`] where there is none).
+pub(crate) type AlarmKey = (AlarmKind, u32, u32, u32);
+
 /// An alarm raised and not acknowledged.
 pub(crate) struct OpenAlarm {
     pub notice: AlarmNotice,
-    pub key: (AlarmKind, u32, u32),
+    pub key: AlarmKey,
 }
 
 /// The server's decision core. See the crate documentation.
@@ -111,7 +119,7 @@ pub struct Control {
     pub(crate) requests: BTreeMap<u64, Pending>,
     pub(crate) next_request: u64,
     pub(crate) alarms: BTreeMap<u64, OpenAlarm>,
-    pub(crate) alarm_keys: HashSet<(AlarmKind, u32, u32)>,
+    pub(crate) alarm_keys: HashSet<AlarmKey>,
     pub(crate) next_alarm: u64,
     pub(crate) histories: HashMap<u32, FrameHistory>,
     /// Session keys agreed and not yet used, by session id.
@@ -122,6 +130,8 @@ pub struct Control {
     /// Short digests of recent hellos, with the session each one opened.
     pub(crate) recent_hellos: HashMap<u64, u64>,
     pub(crate) recent_order: VecDeque<u64>,
+    /// What a restore from the record needs until [`Control::resume`].
+    pub(crate) restoring: crate::restore::Restoring,
     fired: Vec<Timer>,
 }
 
@@ -132,7 +142,7 @@ pub(crate) struct PendingSession {
 }
 
 /// No device or delivery: the placeholder in alarm dedup keys.
-const NONE: u32 = u32::MAX;
+pub(crate) const NONE: u32 = u32::MAX;
 
 /// An alarm about to be raised.
 pub(crate) struct Raise {
@@ -173,6 +183,7 @@ impl Control {
             pending_order: VecDeque::new(),
             recent_hellos: HashMap::new(),
             recent_order: VecDeque::new(),
+            restoring: Default::default(),
             fired: Vec::new(),
         }
     }
@@ -539,7 +550,7 @@ impl Control {
 
     // ----- deadlines -----
 
-    fn run_timers(&mut self, now_ms: u64, out: &mut Vec<Output>) {
+    pub(crate) fn run_timers(&mut self, now_ms: u64, out: &mut Vec<Output>) {
         let mut fired = std::mem::take(&mut self.fired);
         fired.clear();
         self.wheel.expire(now_ms, &mut fired);
@@ -743,7 +754,12 @@ impl Control {
         evidence: Option<Evidence>,
         out: &mut Vec<Output>,
     ) {
-        let key = (r.kind, r.device.unwrap_or(NONE), r.delivery.unwrap_or(NONE));
+        let key = (
+            r.kind,
+            r.home,
+            r.device.unwrap_or(NONE),
+            r.delivery.unwrap_or(NONE),
+        );
         if let Some(d) = r
             .delivery
             .and_then(|d| self.deliveries[d as usize].as_ref())
@@ -802,6 +818,29 @@ impl Control {
             self.wheel
                 .schedule(Timer::Resend(id), now_ms + self.cfg.alarm_resend_ms);
         }
+    }
+
+    /// The server could not make its record durable (I8): raises `StorageFailure` for every
+    /// home, once per home until it is acknowledged, and re-sends it every `alarm_resend_ms`
+    /// like every other alarm (I14). Its own audit record may not become durable either; the
+    /// alarm is shown all the same.
+    pub fn storage_failure(&mut self, now_ms: u64, detail: &str) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.run_timers(now_ms, &mut out);
+        for home in 0..self.homes.len() as u32 {
+            self.raise(
+                now_ms,
+                Raise {
+                    kind: AlarmKind::StorageFailure,
+                    home,
+                    device: None,
+                    delivery: None,
+                    detail: detail.to_owned(),
+                },
+                &mut out,
+            );
+        }
+        out
     }
 
     fn on_ack(&mut self, now_ms: u64, id: u64, out: &mut Vec<Output>) {

@@ -822,7 +822,13 @@ impl Control {
     ) {
         let sup = &self.devices[c as usize].sup;
         let seen_before = sup.seen;
-        let consecutive = sup.seen && p.seq == sup.last_seq.wrapping_add(1);
+        // A camera restored without its footage head (see `DeviceSnapshot::footage_head`)
+        // anchors on its first proof; the message chain and its signed checkpoints still
+        // cover that proof.
+        let anchored = self.devices[c as usize]
+            .camera()
+            .is_some_and(|x| x.chain.head != Digest::ZERO);
+        let consecutive = sup.seen && anchored && p.seq == sup.last_seq.wrapping_add(1);
         if self
             .sequence(now_ms, c, p.seq, p.mono_ms, false, digest, item, out)
             .is_err()
@@ -888,6 +894,9 @@ impl Control {
         cam.receipt_ok = p.recording;
         if let Some(h) = history {
             self.histories.insert(c, h);
+        }
+        if p.recording {
+            self.rebase_counts(l, &p.obs);
         }
         let id = self.devices[c as usize].id.clone();
         if (verdict.frozen || p.obs.frozen) && guard::enabled(Guard::FreezeDetection) {

@@ -459,6 +459,7 @@ impl Control {
                 egress_ms: 0,
                 egress_in: 0,
                 egress_out: 0,
+                rebase: false,
             });
         }
         if let Some(ls) = self.devices[l as usize].lock_mut() {
@@ -474,6 +475,7 @@ impl Control {
                 epoch,
                 receipt,
                 command: command_digest,
+                counts: Some((base_in, base_out)),
             },
             out,
         );

@@ -469,6 +469,10 @@ pub enum AuditKind {
         /// BLAKE3 of the command envelope sent.
         #[n(5)]
         command: Digest,
+        /// The camera's people counts (entered, exited) when the unlock was authorised: the
+        /// baseline of the witnessed egress (I13), kept so a restarted server can check it.
+        #[n(6)]
+        counts: Option<(u16, u16)>,
     },
     /// A delivery changed phase.
     #[n(11)]

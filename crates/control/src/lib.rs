@@ -26,6 +26,7 @@ mod device;
 mod entry;
 pub mod io;
 pub mod registry;
+mod restore;
 pub mod snapshot;
 mod stream;
 pub mod view;

@@ -22,13 +22,17 @@ pub struct DeviceSnapshot {
     pub head_ok: bool,
     /// The session key in force, if any.
     pub session: Option<SessionKey>,
+    /// A camera's footage chain head at its newest accepted proof, against which its next
+    /// proof is checked; `None` for a lock.
+    pub footage_head: Option<Digest>,
 }
 
 impl Control {
     /// The stream state of a paired device that has sent at least one accepted message.
     pub fn device_snapshot(&self, device: &Id) -> Option<DeviceSnapshot> {
         let &slot = self.dev_ix.get(device)?;
-        let sup = &self.devices[slot as usize].sup;
+        let dev = &self.devices[slot as usize];
+        let sup = &dev.sup;
         if !sup.seen {
             return None;
         }
@@ -38,6 +42,7 @@ impl Control {
             msg_head: sup.msg_head,
             head_ok: sup.head_ok,
             session: sup.session.clone(),
+            footage_head: dev.camera().map(|c| c.chain.head),
         })
     }
 
@@ -47,7 +52,11 @@ impl Control {
         let Some(&slot) = self.dev_ix.get(device) else {
             return false;
         };
-        let sup = &mut self.devices[slot as usize].sup;
+        let dev = &mut self.devices[slot as usize];
+        if let (Some(cam), Some(head)) = (dev.camera_mut(), snap.footage_head) {
+            cam.chain.head = head;
+        }
+        let sup = &mut dev.sup;
         sup.seen = true;
         sup.last_seq = snap.last_seq;
         sup.last_short = snap.last_short;
@@ -151,6 +160,7 @@ mod tests {
             msg_head: Digest::ZERO,
             head_ok: false,
             session: None,
+            footage_head: None,
         }
     }
 }

@@ -1288,6 +1288,48 @@ fn i14_alarm_resent_until_acknowledged() {
     assert_eq!(alarms(&w.proof()), vec![AlarmKind::BlindedCamera]);
 }
 
+/// I8, I14: the server's own storage failure is an alarm like the others: one per home until
+/// acknowledged, re-sent every `alarm_resend_ms`, raised again by the next failure once
+/// acknowledged.
+#[test]
+fn i8_storage_failure_alarm_is_resent_until_acknowledged() {
+    let mut w = World::new();
+    let now = w.now;
+    let out = w.c.storage_failure(now, "disk full");
+    let raised: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Alarm(a) => Some(a.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(raised.len(), 1, "one home, one alarm");
+    let first = &raised[0];
+    assert_eq!(first.alarm.kind, AlarmKind::StorageFailure);
+    assert_eq!(first.alarm.home, w.home);
+    assert!(audits(&out).iter().any(
+        |a| matches!(&a.what, AuditKind::AlarmRaised { alarm, .. } if alarm.id == first.alarm.id)
+    ));
+    // Another failure while it is open is the same alarm.
+    let again = w.c.storage_failure(now + 1, "disk full");
+    assert!(alarms(&again).is_empty());
+    let resends = |out: &[Output]| {
+        out.iter()
+            .filter(|o| matches!(o, Output::Alarm(a) if a.alarm.id == first.alarm.id && a.sent > 1))
+            .count()
+    };
+    assert_eq!(resends(&w.idle(9_999)), 0);
+    assert_eq!(resends(&w.idle(1)), 1);
+    assert_eq!(resends(&w.idle(10_000)), 1);
+    w.feed(Input::AckAlarm { id: first.alarm.id });
+    assert_eq!(resends(&w.idle(30_000)), 0);
+    let now = w.now;
+    assert_eq!(
+        alarms(&w.c.storage_failure(now, "disk full")),
+        vec![AlarmKind::StorageFailure]
+    );
+}
+
 // ----- I7 the record -----
 
 #[test]

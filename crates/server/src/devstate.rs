@@ -10,7 +10,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use doorward_control::{Control, DeviceSnapshot};
 use doorward_proto::session::SessionKey;
-use doorward_proto::{codec, Id};
+use doorward_proto::{codec, Digest, Id};
 use doorward_store::{DeviceState, Store, StoreError, MAX_WRAPPED_KEY_BYTES};
 use minicbor::{Decode, Encode};
 use rand_core::{OsRng, RngCore};
@@ -26,6 +26,9 @@ struct Sealed {
     last_short: u64,
     #[n(2)]
     head_ok: bool,
+    /// A camera's footage chain head (absent in rows written before it was kept).
+    #[n(3)]
+    footage_head: Option<Digest>,
 }
 
 fn aad(home: &Id, device: &Id) -> Vec<u8> {
@@ -44,6 +47,7 @@ pub fn wrap(
         session: snap.session.as_ref().map(|s| (s.id(), *s.secret())),
         last_short: snap.last_short,
         head_ok: snap.head_ok,
+        footage_head: snap.footage_head,
     };
     let mut nonce = [0u8; NONCE_BYTES];
     OsRng.fill_bytes(&mut nonce);
@@ -92,6 +96,7 @@ pub fn unwrap(key: &[u8; 32], st: &DeviceState) -> Option<DeviceSnapshot> {
         msg_head: st.chain_head,
         head_ok: sealed.head_ok,
         session: sealed.session.map(|(id, k)| SessionKey::from_parts(id, k)),
+        footage_head: sealed.footage_head,
     })
 }
 
@@ -124,7 +129,6 @@ pub fn restore(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use doorward_proto::Digest;
 
     #[test]
     fn i10_wrapped_state_opens_only_for_its_device_and_key() {
@@ -136,6 +140,7 @@ mod tests {
             msg_head: Digest([5; 32]),
             head_ok: true,
             session: Some(SessionKey::from_parts(7, [3; 32])),
+            footage_head: Some(Digest([6; 32])),
         };
         let st = wrap(&key, &h, &d, &snap, 1);
         assert!(st.wrapped_session_key.as_ref().unwrap().len() <= MAX_WRAPPED_KEY_BYTES);

@@ -2,7 +2,10 @@
 //! the audit chain it concerns (the home's, or the server's for drivers) as one
 //! [`REGISTRY_OP`] entry holding the whole change, in the same durable batch as the core's
 //! own record of it, so it is on record before it is acknowledged. On start the server reads
-//! these entries back and applies them to a fresh core in their original order.
+//! these entries back and applies them to a fresh core in their original order, with the
+//! core's own records between them, from which the core rebuilds the entries in flight and
+//! the alarms not acknowledged (`Control::restore`; why the record and not a snapshot is in
+//! the control crate's `restore` module and ARCHITECTURE.md).
 //!
 //! The home's issuing key is not in the entry: it lives in the keystore and is read from
 //! there again on replay.
@@ -11,7 +14,7 @@ use doorward_control::audit::{EntryKind, MAX_AUDIT_PAYLOAD_BYTES};
 use doorward_control::{
     Admin, DeliverySetup, DoorKind, DoorSetup, HomePolicy, HomeSetup, WeeklyWindow,
 };
-use doorward_control::{AuditEvent, AuditKind, Control};
+use doorward_control::{AuditEvent, Control};
 use doorward_proto::codec;
 use doorward_proto::{Id, IssuerCert, PubKey, Revoked, Signed};
 use doorward_store::{Store, StoreError, MAX_READ_ROWS};
@@ -329,13 +332,17 @@ pub struct Replayed {
     /// Changes the core refused on replay (e.g. an issuing certificate that has expired
     /// since), skipped.
     pub refused: usize,
-    /// Deliveries not scheduled again because they were authorised before the restart.
-    pub used: usize,
+    /// The core's own records fed back to it ([`Control::restore`]).
+    pub events: usize,
 }
 
-/// Reads every [`REGISTRY_OP`] entry back from `store` and applies it to `control`: the
-/// server's chain first (drivers), then each home's chain in order. The core's outputs of
-/// these changes are dropped: they are on record already. Blocking (store reads).
+/// Reads every chain back from `store` — the server's chain first (drivers), then each
+/// home's — and feeds it to `control` in the order it was recorded: each [`REGISTRY_OP`]
+/// entry is applied as the administrative change it records, and each of the core's own
+/// records goes to [`Control::restore`], which rebuilds the deliveries in flight and the
+/// alarms not acknowledged. The core's outputs of the replayed changes are dropped: they are
+/// on record already. The caller then resumes the core ([`Control::resume`]) before anything
+/// else reaches it. Blocking (store reads).
 pub fn replay(
     store: &dyn Store,
     keystore: &Keystore,
@@ -355,11 +362,6 @@ pub fn replay(
     }
     let mut out = Replayed::default();
     for chain in chains {
-        // A delivery authorised before the restart has had its one open cycle (I2): its
-        // schedule is not replayed, so it cannot be authorised again with a fresh grant that
-        // the lock has never spent. The carrier schedules a new delivery instead.
-        let mut ops = Vec::new();
-        let mut authorised = std::collections::BTreeSet::new();
         let mut from = 0u64;
         loop {
             let page = store.audit_entries(&chain, from, MAX_READ_ROWS)?;
@@ -370,29 +372,19 @@ pub fn replay(
                     let op: Op = codec::decode(&e.payload, MAX_OP_BYTES).map_err(|err| {
                         StoreError::Corrupt(format!("registry entry {chain}/{}: {err}", e.index))
                     })?;
-                    ops.push(op);
+                    apply(op, keystore, control, now_ms, &mut out);
                 } else if e.kind == EntryKind::EVENT {
                     let ev: AuditEvent = codec::decode(&e.payload, MAX_AUDIT_PAYLOAD_BYTES)
                         .map_err(|err| {
                             StoreError::Corrupt(format!("audit event {chain}/{}: {err}", e.index))
                         })?;
-                    if let AuditKind::Authorised { delivery, .. } = ev.what {
-                        authorised.insert(delivery);
-                    }
+                    control.restore(&ev);
+                    out.events += 1;
                 }
             }
             if done {
                 break;
             }
-        }
-        for op in ops {
-            if let Op::Schedule { delivery, .. } = &op {
-                if authorised.contains(delivery) {
-                    out.used += 1;
-                    continue;
-                }
-            }
-            apply(op, keystore, control, now_ms, &mut out);
         }
     }
     Ok(out)

@@ -264,6 +264,10 @@ impl Runtime {
         {
             let now = self.now();
             let mut batch = Batch::default();
+            // Supervision again from now: the entries and alarms restored from the record, and
+            // every paired device (see `Control::resume`).
+            let outs = self.control.resume(now);
+            self.outputs(outs, None, &mut batch);
             self.cover_tails(&mut batch);
             self.append(
                 Id::new(SERVER_CHAIN).expect("a valid id"),

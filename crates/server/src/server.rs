@@ -132,7 +132,8 @@ impl Server {
         tracing::info!(
             homes = replayed.homes.len(),
             refused = replayed.refused,
-            "registry replayed"
+            events = replayed.events,
+            "registry and supervision replayed"
         );
         let runtime = Runtime::new(
             control,

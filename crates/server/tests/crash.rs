@@ -1,11 +1,16 @@
-//! A server killed with SIGKILL comes back with its registry and an audit record that
-//! verifies offline and holds every change acknowledged before the kill.
+//! A server killed with SIGKILL in the middle of an entry comes back with its registry, an
+//! audit record that verifies offline and holds every change and decision acknowledged before
+//! the kill, and the open entry supervised again (S14): the camera's silence after the
+//! restart raises WitnessLost on the live view, and the lock's relock report moves the
+//! delivery on.
 //!
 //! The server runs in a child process: this test binary (no libtest harness) runs itself
 //! again with `DOORWARD_CRASH_CHILD` set, and that copy starts the real server on fixed
-//! ports over the given data directory, provisions the home on its first start (from a seed,
-//! so both processes know the keys), writes a marker once every change is acknowledged, and
-//! runs until it is killed.
+//! ports over the given data directory. On its first start it provisions the home (from a
+//! seed, so both processes know the keys), writes a marker once every change is
+//! acknowledged, waits for this process's devices, asks to enter as the driver (signing the
+//! lock's nonce with the lock key it derives from the seed), writes a marker with the
+//! acknowledged decision and another once the entry is open, and runs until it is killed.
 
 mod common;
 
@@ -14,7 +19,11 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::*;
-use doorward_control::{DeliverySetup, DoorKind, DoorSetup, HomePolicy};
+use doorward_control::audit::{EntryKind, MAX_AUDIT_PAYLOAD_BYTES};
+use doorward_control::{
+    AuditEvent, AuditKind, DeliverySetup, DoorKind, DoorSetup, EntryDecision, EntryRequest,
+    HomePolicy, Phase,
+};
 use doorward_proto::*;
 use doorward_server::journal::REGISTRY_OP;
 use doorward_server::keystore::Keystore;
@@ -37,8 +46,10 @@ fn main() {
         rt.block_on(child(PathBuf::from(dir)));
         return;
     }
-    rt.block_on(i8_sigkill_keeps_the_registry_and_every_acknowledged_change());
-    println!("test i8_sigkill_keeps_the_registry_and_every_acknowledged_change ... ok");
+    rt.block_on(s14_sigkill_mid_entry_resumes_supervision_and_keeps_every_acknowledged_change());
+    println!(
+        "test s14_sigkill_mid_entry_resumes_supervision_and_keeps_every_acknowledged_change ... ok"
+    );
 }
 
 fn env_u16(name: &str) -> u16 {
@@ -130,11 +141,83 @@ async fn child(dir: PathBuf) {
             .unwrap()
             .try_into()
             .unwrap();
-        provision_seeded(&server.handle(), &home_from_seed(seed)).await;
+        let mut home = home_from_seed(seed);
+        provision_seeded(&server.handle(), &home).await;
         // Every change above was acknowledged, so it is durable.
         std::fs::write(dir.join("provisioned"), b"").unwrap();
+        tokio::spawn(enter(
+            server.handle(),
+            dir.clone(),
+            home_rng_fork(&mut home),
+            home,
+        ));
     }
     server.run_until_signal().await.unwrap();
+}
+
+fn home_rng_fork(home: &mut Home) -> ChaCha20Rng {
+    let mut seed = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut home.rng, &mut seed);
+    ChaCha20Rng::from_seed(seed)
+}
+
+/// The driver's side, in the child: once the parent's devices run, asks to enter until the
+/// camera's attestation comes (a nonce signed with the lock key, as the driver's phone reads
+/// it), records the acknowledged decision, then waits for the open entry.
+async fn enter(h: Handle, dir: PathBuf, mut rng: ChaCha20Rng, home: Home) {
+    let t0 = Instant::now();
+    while !dir.join("devices").exists() {
+        assert!(t0.elapsed() < CEILING, "the parent's devices never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let grant = loop {
+        assert!(t0.elapsed() < CEILING, "the entry was never authorised");
+        let mut n = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rng, &mut n);
+        let nonce = Signed::sign(
+            UnlockNonce {
+                lock: home.lock_id.clone(),
+                nonce: Nonce(n),
+                mono_ms: 1_000,
+                epoch: 0,
+            },
+            &home.lock_key,
+        );
+        let driver_sig = home.driver.sign(
+            DRIVER_NONCE_CONTEXT,
+            &driver_nonce_message(&home.lock_id, &nonce.body.nonce),
+        );
+        let decision = h
+            .request_entry(EntryRequest {
+                delivery: home.delivery.clone(),
+                driver: home.driver.public(),
+                nonce,
+                driver_sig,
+            })
+            .await;
+        match decision {
+            EntryDecision::Authorised { grant, .. } => break grant,
+            EntryDecision::Denied { reason, .. } => {
+                eprintln!("child: entry denied {reason:?}; asking again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    // The decision was answered, so it is durable.
+    std::fs::write(dir.join("authorised"), hex::encode(grant.0)).unwrap();
+    loop {
+        assert!(t0.elapsed() < CEILING, "the entry never opened");
+        let state = h.home_state(&home.id).await.unwrap().unwrap();
+        if state.doors[0]
+            .delivery
+            .as_ref()
+            .is_some_and(|(d, p)| d == &home.delivery && *p == Phase::Entry)
+        {
+            std::fs::write(dir.join("entry"), b"").unwrap();
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Kills the child when the test ends, passed or not.
@@ -198,7 +281,36 @@ async fn wait_ready(http: std::net::SocketAddr) {
     }
 }
 
-async fn i8_sigkill_keeps_the_registry_and_every_acknowledged_change() {
+async fn wait_for(dir: &Path, marker: &str) {
+    let t0 = Instant::now();
+    while !dir.join(marker).exists() {
+        assert!(t0.elapsed() < CEILING, "the child never wrote {marker}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The core's records of `chain`, with their entry kinds, in order.
+fn events(store: &SqliteStore, chain: &Id) -> Vec<(EntryKind, Option<AuditEvent>)> {
+    let mut all = Vec::new();
+    let mut from = 0u64;
+    loop {
+        let page = store
+            .audit_entries(chain, from, doorward_store::MAX_READ_ROWS)
+            .unwrap();
+        let done = page.len() < doorward_store::MAX_READ_ROWS;
+        from += page.len() as u64;
+        for e in page {
+            let ev = (e.kind == EntryKind::EVENT)
+                .then(|| codec::decode::<AuditEvent>(&e.payload, MAX_AUDIT_PAYLOAD_BYTES).unwrap());
+            all.push((e.kind, ev));
+        }
+        if done {
+            return all;
+        }
+    }
+}
+
+async fn s14_sigkill_mid_entry_resumes_supervision_and_keeps_every_acknowledged_change() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     let ports = (free_port(), free_port());
@@ -210,27 +322,28 @@ async fn i8_sigkill_keeps_the_registry_and_every_acknowledged_change() {
     let home = home_from_seed(seed);
 
     let mut kid = spawn(&dir, ports, &seed_hex, true);
-    let t0 = Instant::now();
-    while !dir.join("provisioned").exists() {
-        assert!(
-            t0.elapsed() < CEILING,
-            "the child never provisioned the home"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for(&dir, "provisioned").await;
     wait_ready(http).await;
-    // Device traffic is flowing when the kill comes.
+    // The door's devices, in this process, over the child's broker.
+    let lock = LockDev::start(&mqtt, &home).await;
     let cam = CameraDev::start(&mqtt, &home, true).await;
-    eventually(CEILING, "camera messages reach the server", || async {
-        metric(http, "doorward_messages_received_total ")
-            .await
-            .unwrap_or(0)
-            >= 3
+    eventually(CEILING, "the camera proves at the entry pace", || {
+        let n = cam.proofs_sent();
+        async move { n >= 6 }
     })
     .await;
-    assert!(cam.proofs_sent() >= 1);
+    std::fs::write(dir.join("devices"), b"").unwrap();
+    wait_for(&dir, "authorised").await;
+    let grant = GrantId(
+        hex::decode(std::fs::read_to_string(dir.join("authorised")).unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    );
+    wait_for(&dir, "entry").await;
+    assert_eq!(lock.state.lock().unwrap().cycle, Some(grant));
 
-    // SIGKILL: no shutdown, no final checkpoint.
+    // SIGKILL mid-entry: no shutdown, no final checkpoint.
     kid.0.kill().unwrap();
     kid.0.wait().unwrap();
     drop(kid);
@@ -242,6 +355,66 @@ async fn i8_sigkill_keeps_the_registry_and_every_acknowledged_change() {
         Some(2),
         "the door is supervised again after the restart"
     );
+    let data = dir.join("data");
+    let (token, created) = Keystore::open(&data)
+        .unwrap()
+        .events_token(&home.id)
+        .unwrap();
+    assert!(!created, "the home's event token was kept");
+    let mut sse = Sse::open(http, &home.id, &token).await;
+    assert_eq!(sse.status, 200);
+    // The devices reconnected by themselves: the camera's proofs reach the restarted server.
+    let before = metric(http, "doorward_messages_received_total ")
+        .await
+        .unwrap_or(0);
+    eventually(
+        CEILING,
+        "the devices are heard from after the restart",
+        || async {
+            metric(http, "doorward_messages_received_total ")
+                .await
+                .unwrap_or(0)
+                >= before + 8
+        },
+    )
+    .await;
+    assert_eq!(
+        metric(http, "doorward_alarms_total{kind=\"stream_tampered\"} ").await,
+        Some(0),
+        "the devices' streams go on across the restart"
+    );
+
+    // The open entry is supervised: the camera falls silent (no disconnect) → WitnessLost.
+    cam.silent.store(true, std::sync::atomic::Ordering::Relaxed);
+    let alarm = sse
+        .alarm("witness_lost", CEILING)
+        .await
+        .unwrap_or_else(|seen| panic!("no witness_lost within {CEILING:?}; saw {seen:?}"));
+    assert_eq!(alarm["device"], home.cam_id.as_str());
+
+    // The lock relocks: its report moves the restored delivery on.
+    let received = metric(http, "doorward_messages_received_total ")
+        .await
+        .unwrap_or(0);
+    let report = {
+        let mut s = lock.state.lock().unwrap();
+        s.cycle = None;
+        s.bolt = Bolt::Thrown;
+        s.door = Door::Closed;
+        s.report(&home.lock_id, &home.lock_key, LockEvent::Relocked(grant))
+    };
+    lock.conn_up
+        .publish(lock.up.clone(), rumqttc::QoS::AtLeastOnce, false, report)
+        .await
+        .unwrap();
+    eventually(CEILING, "the relock report reaches the server", || async {
+        metric(http, "doorward_messages_received_total ")
+            .await
+            .unwrap_or(0)
+            > received
+    })
+    .await;
+
     // A clean stop this time (SIGTERM): the server signs the end of every record.
     let term = Command::new("kill")
         .args(["-TERM", &kid.0.id().to_string()])
@@ -256,8 +429,7 @@ async fn i8_sigkill_keeps_the_registry_and_every_acknowledged_change() {
     );
     drop(kid);
 
-    // The record verifies offline and holds every acknowledged change.
-    let data = dir.join("data");
+    // The record verifies offline and holds every acknowledged change and decision.
     let server = Keystore::open(&data)
         .unwrap()
         .server_key()
@@ -271,15 +443,44 @@ async fn i8_sigkill_keeps_the_registry_and_every_acknowledged_change() {
         let report = doorward_control::audit::verify_export(&out[..], Some(&server))
             .unwrap_or_else(|e| panic!("the {chain} record does not verify: {e:?}"));
         assert!(report.entries > 0);
-        let recorded = store
-            .audit_entries(&chain, 0, doorward_store::MAX_READ_ROWS)
-            .unwrap()
+        let recorded = events(&store, &chain)
             .iter()
-            .filter(|e| e.kind == REGISTRY_OP)
+            .filter(|e| e.0 == REGISTRY_OP)
             .count();
         assert_eq!(
             recorded, changes,
             "acknowledged registry changes of {chain} in the record"
         );
     }
+    let record = events(&store, &home.id);
+    let what: Vec<&AuditKind> = record
+        .iter()
+        .filter_map(|e| e.1.as_ref())
+        .map(|e| &e.what)
+        .collect();
+    let authorised: Vec<_> = what
+        .iter()
+        .filter_map(|w| match w {
+            AuditKind::Authorised { grant, .. } => Some(*grant),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        authorised,
+        vec![grant],
+        "the acknowledged authorisation is on record, and only it (one open cycle, I2)"
+    );
+    let witness_lost = what
+        .iter()
+        .position(|w| {
+            matches!(w, AuditKind::AlarmRaised { alarm, .. } if alarm.kind == AlarmKind::WitnessLost)
+        })
+        .expect("the WitnessLost alarm is on record");
+    let relocked = what
+        .iter()
+        .position(|w| {
+            matches!(w, AuditKind::Phase { delivery, phase: Phase::Relocked } if delivery == &home.delivery)
+        })
+        .expect("the relock moved the restored delivery to Relocked");
+    assert!(witness_lost < relocked);
 }

@@ -143,9 +143,9 @@ async fn i5_a_message_accepted_before_a_restart_is_a_replay_after_it() {
     ts.stop().await;
 }
 
-/// I2 (one open cycle per delivery): a delivery the server authorised before a restart is not
-/// scheduled again by the registry replay, so it cannot be authorised a second time with a new
-/// grant the lock has never spent.
+/// I2 (one open cycle per delivery): a delivery the server authorised before a restart comes
+/// back in its open entry (restored from the record), so it cannot be authorised a second
+/// time with a new grant the lock has never spent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn i2_an_authorised_delivery_is_not_authorised_again_after_a_restart() {
     const CEILING: std::time::Duration = std::time::Duration::from_secs(5);
@@ -165,7 +165,7 @@ async fn i2_an_authorised_delivery_is_not_authorised_again_after_a_restart() {
         matches!(
             again,
             doorward_control::EntryDecision::Denied {
-                reason: doorward_proto::DenyReason::DeliveryUnknown,
+                reason: doorward_proto::DenyReason::CycleInProgress,
                 ..
             }
         ),

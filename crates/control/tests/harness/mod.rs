@@ -58,6 +58,10 @@ pub struct World {
     pub last_nonce: Option<Signed<UnlockNonce>>,
     /// The camera's newest signed session hello, as an eavesdropper on the broker keeps it.
     pub last_hello: Option<Envelope>,
+    /// The server key, for a restarted core.
+    pub server: KeyPair,
+    /// Every administrative change applied, in order, for a restarted core.
+    pub ops: Vec<Admin>,
 }
 
 pub fn id(s: &str) -> Id {
@@ -86,6 +90,7 @@ impl World {
             &root,
         );
         let server_pub = server.public();
+        let server_kp = server.clone();
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
         let mut c = Control::new(cfg, server, seed, T0);
@@ -152,7 +157,7 @@ impl World {
             }),
         ];
         let mut log = Vec::new();
-        for op in ops {
+        for op in ops.clone() {
             log.extend(c.admin(T0, op).unwrap());
         }
         let mut w = World {
@@ -170,6 +175,8 @@ impl World {
             log,
             last_nonce: None,
             last_hello: None,
+            server: server_kp,
+            ops,
         };
         w.open_camera_session();
         // Both devices have reported once: the state rests on evidence from the start.
@@ -186,6 +193,7 @@ impl World {
     }
 
     pub fn admin(&mut self, op: Admin) -> Vec<Output> {
+        self.ops.push(op.clone());
         let out = self.c.admin(self.now, op).unwrap();
         self.log.extend(out.iter().cloned());
         out
@@ -434,6 +442,35 @@ impl World {
         self.run(250, true, true);
         self.lock.cycle = None;
         self.set_lock(Bolt::Thrown, Door::Closed, LockEvent::Relocked(grant));
+    }
+
+    /// The server restarts now, as `doorward serve` does: a fresh core, the registry
+    /// replayed, then (with `restore`) every audit record so far fed back in order, the
+    /// devices' stream state put back, and supervision resumed. Returns what the resume
+    /// output.
+    pub fn restart(&mut self, restore: bool) -> Vec<Output> {
+        let snaps: Vec<_> = [self.lock.id.clone(), self.cam.id.clone()]
+            .into_iter()
+            .filter_map(|d| self.c.device_snapshot(&d).map(|s| (d, s)))
+            .collect();
+        let mut seed = [0u8; 32];
+        self.rng.fill_bytes(&mut seed);
+        let mut c = Control::new(self.c.config().clone(), self.server.clone(), seed, self.now);
+        for op in self.ops.clone() {
+            c.admin(self.now, op).unwrap();
+        }
+        if restore {
+            for ev in audits(&self.log) {
+                c.restore(&ev);
+            }
+        }
+        for (d, s) in snaps {
+            assert!(c.restore_device(&d, s));
+        }
+        self.c = c;
+        let out = self.c.resume(self.now);
+        self.log.extend(out.iter().cloned());
+        out
     }
 
     pub fn alarm_kinds(&self) -> Vec<AlarmKind> {

@@ -12,6 +12,9 @@ use doorward_proto::KeyPair;
 
 mod agent_cmd;
 mod audit_cmd;
+mod client;
+mod driver_cmd;
+mod pair_cmd;
 mod serve_cmd;
 mod sim_cmd;
 
@@ -49,6 +52,12 @@ enum Command {
         #[command(subcommand)]
         command: agent_cmd::AgentCommand,
     },
+    /// The driver's side of a delivery: arrive, read the lock's nonce, request entry, open,
+    /// drop off, close, leave, finish.
+    Driver(driver_cmd::DriverArgs),
+    /// Pair a home's lock or camera with the setup code it prints (camera first, then the
+    /// lock with --witness CAMERA), through the server's API.
+    Pair(pair_cmd::PairArgs),
     /// Print build facts: version, protocol version, whether guard switches are compiled in.
     Info,
 }
@@ -99,6 +108,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sim { command } => sim_cmd::run(command),
         Command::Audit { command } => audit_cmd::run(command),
         Command::Agent { command } => agent_cmd::run(command),
+        Command::Driver(args) => driver_cmd::run(args),
+        Command::Pair(args) => pair_cmd::run(args),
         Command::Info => {
             println!("doorward {}", env!("CARGO_PKG_VERSION"));
             println!("protocol version {}", doorward_proto::PROTOCOL_VERSION);

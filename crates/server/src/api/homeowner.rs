@@ -449,6 +449,78 @@ pub async fn devices(
     Ok(Json(json!({"devices": list})))
 }
 
+/// Longest `POST /api/homes/{home}/devices` waits for the device, ms (below the API's
+/// request timeout).
+pub const MAX_API_PAIRING_WAIT_MS: u64 = 25_000;
+
+/// A device to pair.
+#[derive(Deserialize)]
+pub struct PairBody {
+    device: String,
+    kind: String,
+    code: String,
+    #[serde(default)]
+    qr: Option<String>,
+    #[serde(default)]
+    witness: Option<String>,
+    #[serde(default)]
+    garage: bool,
+}
+
+/// `POST /api/homes/{home}/devices`: pairs a device of the caller's home with the setup code
+/// read off it ([`Handle::pair_device`]): the camera first, then the lock naming it.
+pub async fn pair_device(
+    State(s): State<Arc<Shared>>,
+    p: Principal,
+    Path(home): Path<String>,
+    JsonBody(b): JsonBody<PairBody>,
+) -> ApiResult {
+    use doorward_proto::pairing::{DeviceKind, QrPayload, SetupCode};
+    let o = own_home(&s, &p, &home).await?;
+    let device = Id::new(b.device).map_err(|e| ApiError::bad_request(format!("device: {e}")))?;
+    let kind = DeviceKind::from_name(&b.kind)
+        .ok_or_else(|| ApiError::bad_request("kind: \"lock\" or \"camera\""))?;
+    let code = SetupCode::parse(&b.code).map_err(|e| {
+        ApiError::bad_request(format!("code: {e} (the setup code the device prints)"))
+    })?;
+    let qr =
+        b.qr.map(|q| QrPayload::parse(&q))
+            .transpose()
+            .map_err(|e| ApiError::bad_request(format!("qr: {e}")))?;
+    let camera = b
+        .witness
+        .map(Id::new)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(format!("witness: {e}")))?;
+    let opts = crate::pairing::PairOptions {
+        qr,
+        camera,
+        door: if b.garage {
+            doorward_control::DoorKind::Garage
+        } else {
+            doorward_control::DoorKind::Front
+        },
+        timeout_ms: MAX_API_PAIRING_WAIT_MS,
+    };
+    let paired = handle(&s)
+        .pair_device(o.home.clone(), device, kind, code, opts)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "device": paired.device.as_str(),
+            "kind": paired.kind.as_str(),
+            "key": paired.key.to_hex(),
+            "door": paired.door.as_ref().map(|d| json!({
+                "lock": d.lock.as_str(),
+                "camera": d.camera.as_str(),
+                "kind": label(&d.kind),
+            })),
+        })),
+    )
+        .into_response())
+}
+
 async fn rows(s: &Arc<Shared>, ns: &Id, kind: RecordKind) -> ApiResult<Vec<Record>> {
     let (store, ns) = (s.store.clone(), ns.clone());
     blocking(move || store.records(&ns, kind, None, MAX_LIST_ROWS)).await

@@ -48,6 +48,7 @@ pub(crate) fn routes(r: crate::http::Routes) -> crate::http::Routes {
         .add("get", "/api/homes", get(h::list_homes))
         .add("get", "/api/homes/{home}", get(h::home_state))
         .add("get", "/api/homes/{home}/devices", get(h::devices))
+        .add("post", "/api/homes/{home}/devices", post(h::pair_device))
         .add("get", "/api/homes/{home}/carriers", get(h::home_carriers))
         .add(
             "put",

@@ -42,7 +42,7 @@ enum Command {
         #[command(subcommand)]
         command: sim_cmd::SimCommand,
     },
-    /// The tamper-evident record: verify an export offline.
+    /// The tamper-evident record: export it from a server's store, verify an export offline.
     Audit {
         #[command(subcommand)]
         command: audit_cmd::AuditCommand,

@@ -57,14 +57,52 @@ pub struct ServeArgs {
     /// Secure flag.
     #[arg(long, env = "DOORWARD_HTTPS")]
     https: bool,
+    /// Log lines as `text` or `json` (one JSON object per line, for log collectors), on
+    /// standard error. Default: text on a terminal, json otherwise.
+    #[arg(long, value_name = "FORMAT", env = "DOORWARD_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+    /// PEM file of root certificates to trust for https:// webhooks besides the Mozilla
+    /// roots (a receiver behind a private CA). Webhooks are https://; plain http:// is
+    /// accepted only to a loopback address.
+    #[arg(long, value_name = "FILE", env = "DOORWARD_WEBHOOK_ROOTS")]
+    webhook_roots: Option<PathBuf>,
+}
+
+/// How `doorward serve` writes its log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, with the fields of each event and its spans.
+    Json,
+}
+
+/// Installs the log subscriber: INFO and above, as `format` says or, by default, text when
+/// standard error is a terminal and JSON otherwise.
+fn init_logs(format: Option<LogFormat>) {
+    use std::io::IsTerminal;
+    let format = format.unwrap_or(if std::io::stderr().is_terminal() {
+        LogFormat::Text
+    } else {
+        LogFormat::Json
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 /// Runs the server until SIGINT or SIGTERM.
 pub fn run(args: ServeArgs) -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_target(false)
-        .init();
+    init_logs(args.log_format);
     let file = match &args.config {
         Some(path) => FileConfig::read(path)?,
         None => FileConfig::default(),
@@ -77,6 +115,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             mqtt: args.mqtt,
             mqtt_listen: args.mqtt_listen,
             listen: args.listen,
+            webhook_roots: args.webhook_roots,
         },
     )?;
     let api = doorward_server::ApiSettings {

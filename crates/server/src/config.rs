@@ -31,6 +31,7 @@ pub const MAX_CONFIG_FILE_BYTES: u64 = 64 * 1024;
 /// mqtt = "mqtt://127.0.0.1:1883"                        # external broker, or:
 /// mqtt_listen = "127.0.0.1:18830"                       # embedded broker's address
 /// listen = "127.0.0.1:8080"                             # HTTP
+/// webhook_roots = "/etc/doorward/webhook-ca.pem"         # extra roots for https webhooks
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,6 +46,8 @@ pub struct FileConfig {
     pub mqtt_listen: Option<SocketAddr>,
     /// HTTP listen address.
     pub listen: Option<SocketAddr>,
+    /// PEM file of extra root certificates webhook receivers may chain to.
+    pub webhook_roots: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -78,6 +81,8 @@ pub struct Overrides {
     pub mqtt_listen: Option<SocketAddr>,
     /// `--listen` / `DOORWARD_LISTEN`.
     pub listen: Option<SocketAddr>,
+    /// `--webhook-roots` / `DOORWARD_WEBHOOK_ROOTS`.
+    pub webhook_roots: Option<PathBuf>,
 }
 
 /// Where the server keeps its database.
@@ -117,6 +122,9 @@ pub struct ServeConfig {
     pub mqtt: Mqtt,
     /// HTTP listen address (port 0: any free port).
     pub listen: SocketAddr,
+    /// PEM file of root certificates trusted for `https://` webhooks besides the Mozilla
+    /// roots (a receiver with a private CA, or a test's).
+    pub webhook_roots: Option<PathBuf>,
 }
 
 /// A configuration that cannot be used.
@@ -177,6 +185,7 @@ impl ServeConfig {
             database,
             mqtt,
             listen,
+            webhook_roots: over.webhook_roots.or(file.webhook_roots),
         })
     }
 }

@@ -77,6 +77,7 @@ pub fn app(shared: Arc<Shared>) -> Router {
         .router
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .layer(axum::middleware::from_fn(timeout))
+        .layer(axum::middleware::from_fn(crate::metrics::trace_request))
         .with_state(shared)
 }
 

@@ -334,6 +334,8 @@ pub struct Replayed {
     pub refused: usize,
     /// The core's own records fed back to it ([`Control::restore`]).
     pub events: usize,
+    /// Webhook endpoints added and removed, per home, in the order recorded.
+    pub webhooks: Vec<(Id, crate::webhook::StoredEndpoint)>,
 }
 
 /// Reads every chain back from `store` — the server's chain first (drivers), then each
@@ -380,6 +382,12 @@ pub fn replay(
                         })?;
                     control.restore(&ev);
                     out.events += 1;
+                } else if e.kind == crate::webhook::WEBHOOK_ENTRY {
+                    let st = codec::decode(&e.payload, crate::webhook::MAX_STORED_ENDPOINT_BYTES)
+                        .map_err(|err| {
+                        StoreError::Corrupt(format!("webhook entry {chain}/{}: {err}", e.index))
+                    })?;
+                    out.webhooks.push((chain.clone(), st));
                 }
             }
             if done {

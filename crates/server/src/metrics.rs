@@ -20,6 +20,32 @@ pub struct Metrics {
     dropped: Mutex<BTreeMap<&'static str, u64>>,
     decisions: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     webhooks: Mutex<BTreeMap<&'static str, u64>>,
+    decision_latency: Mutex<Histogram>,
+}
+
+/// Upper bounds of the `doorward_unlock_decision_seconds` buckets, in milliseconds: from a
+/// decision on the spot (a denial) to the camera's attestation and a live approval.
+pub const DECISION_BUCKETS_MS: [u64; 12] = [
+    5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 60_000,
+];
+
+/// A fixed-bucket histogram of durations in milliseconds.
+#[derive(Debug, Default)]
+struct Histogram {
+    /// Observations at or under each bound of [`DECISION_BUCKETS_MS`] (not cumulative).
+    buckets: [u64; DECISION_BUCKETS_MS.len()],
+    count: u64,
+    sum_ms: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, ms: u64) {
+        if let Some(i) = DECISION_BUCKETS_MS.iter().position(|&b| ms <= b) {
+            self.buckets[i] += 1;
+        }
+        self.count += 1;
+        self.sum_ms = self.sum_ms.saturating_add(ms);
+    }
 }
 
 fn bump<K: Ord>(m: &Mutex<BTreeMap<K, u64>>, k: K) {
@@ -42,6 +68,15 @@ impl Metrics {
     /// reason (empty when authorised).
     pub fn decision(&self, outcome: &'static str, reason: &'static str) {
         bump(&self.decisions, (outcome, reason));
+    }
+
+    /// An entry request took `ms` milliseconds from its arrival to its decision.
+    pub fn decision_latency(&self, ms: u64) {
+        let mut h = self
+            .decision_latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        h.observe(ms);
     }
 
     /// A webhook attempt ended with `result`: `delivered`, `failed`, `dead_letter` (all
@@ -125,6 +160,35 @@ impl Metrics {
                 "doorward_unlock_decisions_total{{outcome=\"{o}\",reason=\"{r}\"}} {v}"
             );
         }
+        {
+            let h = self
+                .decision_latency
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let _ = writeln!(
+                s,
+                "# HELP doorward_unlock_decision_seconds Time from an entry request to the \
+                 server's decision.\n# TYPE doorward_unlock_decision_seconds histogram"
+            );
+            let mut cumulative = 0;
+            for (bound, n) in DECISION_BUCKETS_MS.iter().zip(h.buckets) {
+                cumulative += n;
+                let _ = writeln!(
+                    s,
+                    "doorward_unlock_decision_seconds_bucket{{le=\"{}\"}} {cumulative}",
+                    *bound as f64 / 1000.0
+                );
+            }
+            let _ = writeln!(
+                s,
+                "doorward_unlock_decision_seconds_bucket{{le=\"+Inf\"}} {}\n\
+                 doorward_unlock_decision_seconds_sum {}\n\
+                 doorward_unlock_decision_seconds_count {}",
+                h.count,
+                h.sum_ms as f64 / 1000.0,
+                h.count
+            );
+        }
         let _ = writeln!(
             s,
             "# HELP doorward_webhook_deliveries_total Webhook attempts, by result.\n\
@@ -140,6 +204,39 @@ impl Metrics {
         }
         s
     }
+}
+
+/// Runs each HTTP request inside a `request` span (method, route path, a request number)
+/// and logs its status and duration when it ends: every log line a handler writes carries
+/// the request it belongs to. Paths are logged without their query (tokens may travel there).
+pub async fn trace_request(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use std::sync::atomic::AtomicU64;
+    use tracing::Instrument;
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::info_span!(
+        "request",
+        id,
+        method = %req.method(),
+        path = %req.uri().path(),
+    );
+    let t0 = std::time::Instant::now();
+    async move {
+        let resp = next.run(req).await;
+        let status = resp.status().as_u16();
+        let ms = t0.elapsed().as_millis() as u64;
+        if status >= 500 {
+            tracing::warn!(status, ms, "request failed");
+        } else {
+            tracing::debug!(status, ms, "request");
+        }
+        resp
+    }
+    .instrument(span)
+    .await
 }
 
 /// A stable label for a debug-printed enum variant (`AlarmKind::WitnessLost` → `witness_lost`),
@@ -195,5 +292,43 @@ mod tests {
             t.contains("doorward_unlock_decisions_total{outcome=\"denied\",reason=\"vacation\"} 1")
         );
         assert!(t.contains("doorward_supervised_devices 0"));
+    }
+
+    #[test]
+    fn decision_latency_is_a_cumulative_histogram_in_seconds() {
+        let m = Metrics::default();
+        m.decision_latency(3);
+        m.decision_latency(240);
+        m.decision_latency(120_000);
+        let t = m.render();
+        assert!(t.contains("# TYPE doorward_unlock_decision_seconds histogram"));
+        assert!(
+            t.contains("doorward_unlock_decision_seconds_bucket{le=\"0.005\"} 1"),
+            "{t}"
+        );
+        assert!(
+            t.contains("doorward_unlock_decision_seconds_bucket{le=\"0.1\"} 1"),
+            "{t}"
+        );
+        assert!(
+            t.contains("doorward_unlock_decision_seconds_bucket{le=\"0.25\"} 2"),
+            "{t}"
+        );
+        assert!(
+            t.contains("doorward_unlock_decision_seconds_bucket{le=\"60\"} 2"),
+            "{t}"
+        );
+        assert!(
+            t.contains("doorward_unlock_decision_seconds_bucket{le=\"+Inf\"} 3"),
+            "{t}"
+        );
+        assert!(
+            t.contains("doorward_unlock_decision_seconds_sum 120.243"),
+            "{t}"
+        );
+        assert!(
+            t.contains("doorward_unlock_decision_seconds_count 3"),
+            "{t}"
+        );
     }
 }

@@ -26,7 +26,7 @@ use doorward_control::{
     Admin, AdminError, AlarmNotice, AuditEvent, AuditKind, Control, EntryDecision, EntryRequest,
     HomeState, Input, Output,
 };
-use doorward_proto::{Alarm, AlarmKind, DenyReason, Id, KeyPair};
+use doorward_proto::{DenyReason, Id, KeyPair};
 use doorward_store::{Pending, Store};
 use tokio::sync::{mpsc, oneshot};
 
@@ -47,6 +47,9 @@ pub const MAX_WAITING_DECISIONS: usize = 10_000;
 pub const AUDIT_TICK_MS: u64 = 250;
 /// Most collapsed runs written per audit tick.
 pub const MAX_COLLAPSED_PER_TICK: usize = 1024;
+/// The text of the server's `StorageFailure` alarm.
+pub const STORAGE_FAILURE_DETAIL: &str =
+    "the server could not make its record durable; entries are refused";
 /// The audit chain of events that concern no home (driver registrations, server starts).
 /// Home ids starting with `:` are refused at provisioning, so it cannot clash with a home.
 pub const SERVER_CHAIN: &str = ":server";
@@ -126,6 +129,18 @@ pub enum Command {
     Shutdown {
         /// Answered once everything is durable.
         reply: oneshot::Sender<()>,
+    },
+    /// An entry of the server's own for `home`'s audit chain (a webhook endpoint), answered
+    /// once it is durable.
+    RecordAcked {
+        /// The chain.
+        home: Id,
+        /// The entry kind.
+        kind: EntryKind,
+        /// The details.
+        payload: Vec<u8>,
+        /// The answer.
+        reply: oneshot::Sender<Result<(), ServerError>>,
     },
     /// An entry of the server's own (a webhook dead letter) for `home`'s audit chain.
     Record {
@@ -258,7 +273,10 @@ impl Runtime {
     /// Runs the control task until [`Command::Shutdown`] or until every sender is gone.
     pub async fn run(mut self, mut rx: mpsc::Receiver<Command>, effects: Effects) {
         let (etx, erx) = mpsc::channel::<Batch>(EFFECTS_QUEUE_CAPACITY);
-        let effects_task = tokio::spawn(run_effects(erx, effects));
+        // The effects task reports a write that did not become durable here, so the core
+        // raises `StorageFailure` like any alarm: recorded, re-sent until acknowledged.
+        let (failed_tx, mut failed) = mpsc::channel::<()>(1);
+        let effects_task = tokio::spawn(run_effects(erx, effects, failed_tx));
         let mut audit_tick = tokio::time::interval(Duration::from_millis(AUDIT_TICK_MS));
         audit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         {
@@ -301,6 +319,14 @@ impl Runtime {
                     self.outputs(outs, None, &mut batch);
                 }
                 _ = audit_tick.tick() => self.audit_tick(&mut batch),
+                Some(()) = failed.recv() => {
+                    // The chains in memory may be ahead of what was stored: each resumes from
+                    // the store's head at its next append.
+                    self.chains.clear();
+                    let now = self.now();
+                    let outs = self.control.storage_failure(now, STORAGE_FAILURE_DETAIL);
+                    self.outputs(outs, None, &mut batch);
+                }
             }
             if batch.pending.is_empty() && batch.actions.is_empty() && !batch.storage_failed {
                 continue;
@@ -464,6 +490,15 @@ impl Runtime {
                 kind,
                 payload,
             } => self.append(home, now, kind, None, payload, batch),
+            Command::RecordAcked {
+                home,
+                kind,
+                payload,
+                reply,
+            } => {
+                self.append(home, now, kind, None, payload, batch);
+                batch.actions.push(Action::Reply(reply, Ok(())));
+            }
         }
         None
     }
@@ -731,8 +766,9 @@ impl Runtime {
     }
 }
 
-/// Carries out batches in order, each once its writes are durable.
-async fn run_effects(mut rx: mpsc::Receiver<Batch>, fx: Effects) {
+/// Carries out batches in order, each once its writes are durable; tells `failed` when one
+/// did not become durable.
+async fn run_effects(mut rx: mpsc::Receiver<Batch>, fx: Effects, failed: mpsc::Sender<()>) {
     while let Some(batch) = rx.recv().await {
         let mut durable = !batch.storage_failed;
         for p in batch.pending {
@@ -742,7 +778,9 @@ async fn run_effects(mut rx: mpsc::Receiver<Batch>, fx: Effects) {
             }
         }
         if !durable {
-            storage_alarm(&fx);
+            // One report waiting is enough: the core raises one alarm per home until it is
+            // acknowledged.
+            let _ = failed.try_send(());
         }
         for a in batch.actions {
             perform(&fx, a, durable);
@@ -803,28 +841,5 @@ fn perform(fx: &Effects, action: Action, durable: bool) {
         Action::Done(r) => {
             let _ = r.send(());
         }
-    }
-}
-
-/// Tells every live view the server could not keep its record (I8).
-fn storage_alarm(fx: &Effects) {
-    fx.metrics.alarm(label(&AlarmKind::StorageFailure));
-    let now = wall_ms();
-    for home in fx.hub.homes() {
-        let notice = AlarmNotice {
-            alarm: Alarm {
-                id: 0,
-                home: home.clone(),
-                kind: AlarmKind::StorageFailure,
-                raised_ms: now,
-                device: None,
-                evidence: None,
-                detail: "the server could not make its record durable; entries are refused".into(),
-            },
-            evidence: None,
-            action: doorward_control::advice(AlarmKind::StorageFailure),
-            sent: 1,
-        };
-        fx.hub.publish(&home, alarm_event(&notice));
     }
 }

@@ -110,7 +110,7 @@ impl Server {
         OsRng.fill_bytes(&mut seed);
         let mut control = Control::new(Config::default(), server_key.clone(), seed, wall_ms());
         // Back to the registry the record describes before anything else reaches the core.
-        let replayed = tokio::task::block_in_place(|| {
+        let mut replayed = tokio::task::block_in_place(|| {
             crate::journal::replay(store.as_ref(), &keystore, &mut control, wall_ms())
         })
         .context("cannot read the registry back from the store")?;
@@ -123,6 +123,7 @@ impl Server {
         })
         .context("cannot read device state back from the store")?;
         tracing::info!(devices = restored, "device stream state restored");
+        let recorded_webhooks = std::mem::take(&mut replayed.webhooks);
         for (device, home) in replayed.devices {
             routes.insert(device, home);
         }
@@ -144,7 +145,11 @@ impl Server {
             metrics.clone(),
         )
         .keep_device_state(state_key);
-        let webhooks = Webhooks::start(metrics.clone(), tx.clone());
+        let tls = crate::webhook::tls_config(cfg.webhook_roots.as_deref())
+            .context("cannot load the webhook root certificates given by --webhook-roots")?;
+        let webhooks = Webhooks::start_with(metrics.clone(), tx.clone(), tls);
+        let endpoints = webhooks.restore(&state_key, recorded_webhooks);
+        tracing::info!(endpoints, "webhook endpoints restored");
         let effects = Effects {
             gateway: gateway.clone(),
             routes,
@@ -458,7 +463,12 @@ impl Handle {
     /// full queue denies at once (I8).
     pub async fn request_entry(&self, req: EntryRequest) -> EntryDecision {
         let delivery = req.delivery.clone();
-        match self.call(|reply| Command::Entry { req, reply }).await {
+        let t0 = std::time::Instant::now();
+        let decided = self.call(|reply| Command::Entry { req, reply }).await;
+        self.shared
+            .metrics
+            .decision_latency(t0.elapsed().as_millis() as u64);
+        match decided {
             Ok(d) => d,
             Err(e) => EntryDecision::Denied {
                 request: 0,
@@ -477,15 +487,66 @@ impl Handle {
         self.call(|reply| Command::State { home, reply }).await
     }
 
-    /// Adds a signed webhook for `home`'s alarms: an `http://` URL and a `whsec_<base64>`
-    /// secret (see [`crate::webhook`]). Kept in memory: a restart forgets it.
+    /// Adds a signed webhook for `home`'s alarms: an `https://` URL (or `http://` to a
+    /// loopback address) and a `whsec_<base64>` secret (see [`crate::webhook`]). Returns once
+    /// the endpoint is on record in the home's audit chain (its secret sealed), so it survives
+    /// a restart. Blocks its thread until then (needs the multi-threaded runtime); async
+    /// callers may await [`Handle::put_webhook`] instead.
     pub fn add_webhook(&self, home: &Id, url: &str, secret: &str) -> Result<(), ServerError> {
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(self.put_webhook(home, url, secret))
+        })
+    }
+
+    /// [`Handle::add_webhook`], awaited.
+    pub async fn put_webhook(&self, home: &Id, url: &str, secret: &str) -> Result<(), ServerError> {
         check_home_id(home)?;
         let ep = Endpoint::new(url, secret).map_err(|e| ServerError::Invalid(e.to_string()))?;
+        if self.shared.webhooks.urls(home).len() >= crate::webhook::MAX_WEBHOOKS_PER_HOME {
+            return Err(ServerError::Invalid(
+                crate::webhook::WebhookError::TooMany.to_string(),
+            ));
+        }
+        let key = self.shared.keystore.state_wrap_key()?;
+        let stored = crate::webhook::seal(&key, home, &ep);
+        self.record(home, doorward_proto::codec::encode(&stored))
+            .await?;
+        self.shared.webhooks.remove(home, &ep.url());
         self.shared
             .webhooks
             .add(home.clone(), ep)
             .map_err(|e| ServerError::Invalid(e.to_string()))
+    }
+
+    /// Removes `home`'s webhook with `url` (as [`Handle::webhooks`] lists it), on record
+    /// before it is answered; returns whether there was one.
+    pub async fn remove_webhook(&self, home: &Id, url: &str) -> Result<bool, ServerError> {
+        if !self.shared.webhooks.urls(home).iter().any(|u| u == url) {
+            return Ok(false);
+        }
+        let stored = crate::webhook::StoredEndpoint {
+            url: url.to_owned(),
+            sealed: None,
+        };
+        self.record(home, doorward_proto::codec::encode(&stored))
+            .await?;
+        Ok(self.shared.webhooks.remove(home, url))
+    }
+
+    /// The URLs of `home`'s webhooks.
+    pub fn webhooks(&self, home: &Id) -> Vec<String> {
+        self.shared.webhooks.urls(home)
+    }
+
+    async fn record(&self, home: &Id, payload: Vec<u8>) -> Result<(), ServerError> {
+        let home = home.clone();
+        self.call(|reply| Command::RecordAcked {
+            home,
+            kind: crate::webhook::WEBHOOK_ENTRY,
+            payload,
+            reply,
+        })
+        .await?
     }
 
     /// Webhook requests that failed every attempt, oldest first.

@@ -23,10 +23,12 @@
 //! through the control task. Every attempt is counted in
 //! `doorward_webhook_deliveries_total{result}`.
 //!
-//! Only `http://` URLs are delivered to today: no TLS client is in the build yet, so
-//! `https://` is refused with [`WebhookError::HttpsUnsupported`] rather than accepted and
-//! never delivered. Endpoints are kept in memory (TODO: the store has no record kind for
-//! them yet; a restart forgets them).
+//! Endpoints are `https://` URLs, checked against the Mozilla roots (webpki-roots) and any
+//! extra roots the operator trusts (`--webhook-roots FILE`, PEM); plain `http://` is allowed
+//! only to a loopback address (a receiver on the same machine), where nothing travels over a
+//! network. Each endpoint is recorded in its home's audit chain ([`WEBHOOK_ENTRY`]) before it
+//! is acknowledged, its secret sealed under the keystore's state-wrap key, and put back on
+//! start, so a restart keeps it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -49,6 +51,83 @@ use tokio::sync::{mpsc, Semaphore};
 use crate::hub::alarm_event;
 use crate::metrics::Metrics;
 use crate::runtime::Command;
+
+/// The audit entry kind of a webhook endpoint added or removed (payload: [`StoredEndpoint`]):
+/// where a home's alarms go is a registry change like the others, recorded in the home's
+/// chain before it is acknowledged and replayed on start.
+pub const WEBHOOK_ENTRY: EntryKind = EntryKind(66);
+/// Largest [`StoredEndpoint`] read back, in bytes.
+pub const MAX_STORED_ENDPOINT_BYTES: usize = 4096;
+
+/// A webhook endpoint as recorded: its URL and its secret sealed with ChaCha20-Poly1305
+/// under the keystore's state-wrap key (the home and URL as associated data), or `None`
+/// when the endpoint was removed.
+#[derive(Clone, Debug, PartialEq, Eq, minicbor::Encode, minicbor::Decode)]
+pub struct StoredEndpoint {
+    /// The URL.
+    #[n(0)]
+    pub url: String,
+    /// Nonce and ciphertext of the secret's key bytes; `None` for a removal.
+    #[n(1)]
+    pub sealed: Option<Vec<u8>>,
+}
+
+fn secret_aad(home: &Id, url: &str) -> Vec<u8> {
+    format!("doorward webhook secret\0{home}\0{url}").into_bytes()
+}
+
+/// The record of `ep` for `home`, its secret sealed under `key`.
+pub fn seal(key: &[u8; 32], home: &Id, ep: &Endpoint) -> StoredEndpoint {
+    use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+    use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+    let url = ep.url();
+    let mut nonce = [0u8; 12];
+    OsRng.fill_bytes(&mut nonce);
+    let ct = ChaCha20Poly1305::new(&Key::from(*key))
+        .encrypt(
+            &Nonce::from(nonce),
+            Payload {
+                msg: &ep.key,
+                aad: &secret_aad(home, &url),
+            },
+        )
+        .expect("a small message encrypts");
+    let mut sealed = nonce.to_vec();
+    sealed.extend(ct);
+    StoredEndpoint {
+        url,
+        sealed: Some(sealed),
+    }
+}
+
+/// The endpoint a record describes, if its secret opens under `key` for `home`.
+pub fn unseal(key: &[u8; 32], home: &Id, st: &StoredEndpoint) -> Option<Endpoint> {
+    use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+    use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+    let sealed = st.sealed.as_ref()?;
+    if sealed.len() < 12 {
+        return None;
+    }
+    let nonce: [u8; 12] = sealed[..12].try_into().ok()?;
+    let secret = ChaCha20Poly1305::new(&Key::from(*key))
+        .decrypt(
+            &Nonce::from(nonce),
+            Payload {
+                msg: &sealed[12..],
+                aad: &secret_aad(home, &st.url),
+            },
+        )
+        .ok()?;
+    let (lo, hi) = WEBHOOK_SECRET_BYTES;
+    if secret.len() < lo || secret.len() > hi {
+        return None;
+    }
+    let uri: Uri = st.url.parse().ok()?;
+    Some(Endpoint {
+        uri,
+        key: secret.into(),
+    })
+}
 
 /// The audit entry kind of a webhook dead letter (payload: JSON with `msg_id`, `url`,
 /// `attempts`, `last_error`, `at_ms`). 64 is the registry's.
@@ -82,12 +161,16 @@ pub const SECRET_PREFIX: &str = "whsec_";
 /// Why an endpoint is refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WebhookError {
-    /// Not an absolute `http://` URL with a host.
-    #[error("webhook URL {0:?}: expected http://HOST[:PORT]/PATH")]
+    /// Not an absolute `https://` (or loopback `http://`) URL with a host.
+    #[error("webhook URL {0:?}: expected https://HOST[:PORT]/PATH")]
     Url(String),
-    /// `https://` needs a TLS client, which this build does not have.
-    #[error("webhook URL {0:?}: https is not supported by this build yet; use http://")]
-    HttpsUnsupported(String),
+    /// `http://` to a host that is not a loopback address: alarms would cross a network
+    /// in the clear.
+    #[error("webhook URL {0:?}: use https:// (plain http:// only to a loopback address)")]
+    PlainHttp(String),
+    /// The extra root certificates could not be read.
+    #[error("webhook root certificates {0}: {1}")]
+    Roots(String, String),
     /// The secret is not `whsec_` and base64 of 24 to 64 bytes.
     #[error("webhook secret: expected whsec_ and the base64 of 24 to 64 random bytes")]
     Secret,
@@ -111,21 +194,24 @@ impl std::fmt::Debug for Endpoint {
 }
 
 impl Endpoint {
-    /// Checks `url` (http only) and `secret` (`whsec_<base64>`).
+    /// Checks `url` (https, or http to a loopback address) and `secret` (`whsec_<base64>`).
     pub fn new(url: &str, secret: &str) -> Result<Endpoint, WebhookError> {
         let bad = || WebhookError::Url(url.to_owned());
         if url.len() > MAX_WEBHOOK_URL_BYTES {
             return Err(bad());
         }
         let uri: Uri = url.parse().map_err(|_| bad())?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => return Err(WebhookError::HttpsUnsupported(url.to_owned())),
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
             _ => return Err(bad()),
-        }
+        };
         let auth = uri.authority().ok_or_else(bad)?;
         if auth.host().is_empty() || auth.as_str().contains('@') {
             return Err(bad());
+        }
+        if !https && !is_loopback(auth.host()) {
+            return Err(WebhookError::PlainHttp(url.to_owned()));
         }
         Ok(Endpoint {
             uri,
@@ -137,6 +223,43 @@ impl Endpoint {
     pub fn url(&self) -> String {
         self.uri.to_string()
     }
+}
+
+/// Whether `host` (as in a URL: brackets around IPv6) is a loopback address or `localhost`.
+fn is_loopback(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The TLS client of webhook deliveries: the Mozilla roots, and the certificates of the PEM
+/// file `extra_roots` if given.
+pub fn tls_config(
+    extra_roots: Option<&std::path::Path>,
+) -> Result<rustls::ClientConfig, WebhookError> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = extra_roots {
+        let err = |e: String| WebhookError::Roots(path.display().to_string(), e);
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+            .map_err(|e| err(e.to_string()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| err(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(err("no certificate in the file".into()));
+        }
+        for c in certs {
+            roots.add(c).map_err(|e| err(e.to_string()))?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| WebhookError::Roots("TLS".into(), e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// The key bytes of a `whsec_<base64>` secret.
@@ -242,6 +365,7 @@ struct Job {
 /// The endpoints, the delivery queue and the dead letters.
 pub struct Webhooks {
     endpoints: Mutex<HashMap<Id, Vec<Endpoint>>>,
+    tls: tokio_rustls::TlsConnector,
     tx: mpsc::Sender<Job>,
     dead: Mutex<VecDeque<DeadLetter>>,
     metrics: Arc<Metrics>,
@@ -252,7 +376,17 @@ impl Webhooks {
     /// Starts the delivery task (needs a tokio runtime); dead letters go to the audit log
     /// through `records`, the control task's queue.
     pub fn start(metrics: Arc<Metrics>, records: mpsc::Sender<Command>) -> Arc<Webhooks> {
-        let (w, rx) = Webhooks::without_task(metrics, records);
+        let tls = tls_config(None).expect("the built-in roots load");
+        Webhooks::start_with(metrics, records, tls)
+    }
+
+    /// [`Webhooks::start`] with a TLS client of its own (see [`tls_config`]).
+    pub fn start_with(
+        metrics: Arc<Metrics>,
+        records: mpsc::Sender<Command>,
+        tls: rustls::ClientConfig,
+    ) -> Arc<Webhooks> {
+        let (w, rx) = Webhooks::without_task(metrics, records, tls);
         tokio::spawn(deliver_all(rx, Arc::downgrade(&w)));
         w
     }
@@ -260,10 +394,12 @@ impl Webhooks {
     fn without_task(
         metrics: Arc<Metrics>,
         records: mpsc::Sender<Command>,
+        tls: rustls::ClientConfig,
     ) -> (Arc<Webhooks>, mpsc::Receiver<Job>) {
         let (tx, rx) = mpsc::channel(WEBHOOK_QUEUE_CAPACITY);
         let w = Arc::new(Webhooks {
             endpoints: Mutex::new(HashMap::new()),
+            tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
             tx,
             dead: Mutex::new(VecDeque::new()),
             metrics,
@@ -281,6 +417,51 @@ impl Webhooks {
         }
         list.push(endpoint);
         Ok(())
+    }
+
+    /// Removes `home`'s endpoint with `url`; returns whether there was one.
+    pub fn remove(&self, home: &Id, url: &str) -> bool {
+        let mut m = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(list) = m.get_mut(home) else {
+            return false;
+        };
+        let before = list.len();
+        list.retain(|e| e.url() != url);
+        before != list.len()
+    }
+
+    /// The URLs of `home`'s endpoints, in the order they were added.
+    pub fn urls(&self, home: &Id) -> Vec<String> {
+        let m = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(home)
+            .map(|l| l.iter().map(Endpoint::url).collect())
+            .unwrap_or_default()
+    }
+
+    /// Puts back the endpoints recorded in the audit chains (in the order recorded: an
+    /// addition, or a removal when `sealed` is `None`); returns how many are in force. A
+    /// secret that does not open under `key` is skipped and logged.
+    pub fn restore(&self, key: &[u8; 32], recorded: Vec<(Id, StoredEndpoint)>) -> usize {
+        for (home, st) in recorded {
+            match &st.sealed {
+                None => {
+                    self.remove(&home, &st.url);
+                }
+                Some(_) => match unseal(key, &home, &st) {
+                    Some(ep) => {
+                        self.remove(&home, &st.url);
+                        if let Err(e) = self.add(home.clone(), ep) {
+                            tracing::error!(%home, url = %st.url, error = %e, "recorded webhook not restored");
+                        }
+                    }
+                    None => {
+                        tracing::error!(%home, url = %st.url, "recorded webhook secret does not open; skipped")
+                    }
+                },
+            }
+        }
+        let m = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
+        m.values().map(Vec::len).sum()
     }
 
     /// Queues an alarm (or its re-send) for every endpoint of its home.
@@ -371,10 +552,13 @@ pub fn backoff_ms(attempt: u32, random: u64) -> u64 {
 
 async fn deliver(job: Job, w: std::sync::Weak<Webhooks>) {
     let mut last_error = String::new();
+    let Some(tls) = w.upgrade().map(|h| h.tls.clone()) else {
+        return;
+    };
     for attempt in 1..=WEBHOOK_MAX_ATTEMPTS {
         let res = tokio::time::timeout(
             Duration::from_millis(WEBHOOK_TIMEOUT_MS),
-            post(&job.endpoint, &job.msg_id, job.body.clone()),
+            post(&tls, &job.endpoint, &job.msg_id, job.body.clone()),
         )
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {WEBHOOK_TIMEOUT_MS} ms")));
@@ -411,21 +595,53 @@ async fn deliver(job: Job, w: std::sync::Weak<Webhooks>) {
 }
 
 /// One attempt: a 2xx answer is a delivery.
-async fn post(ep: &Endpoint, msg_id: &str, body: Bytes) -> Result<(), String> {
+async fn post(
+    tls: &tokio_rustls::TlsConnector,
+    ep: &Endpoint,
+    msg_id: &str,
+    body: Bytes,
+) -> Result<(), String> {
     let auth = ep.uri.authority().ok_or("no host")?;
     let host = auth.host().trim_start_matches('[').trim_end_matches(']');
-    let port = auth.port_u16().unwrap_or(80);
+    let https = ep.uri.scheme_str() == Some("https");
+    let port = auth.port_u16().unwrap_or(if https { 443 } else { 80 });
     let stream = tokio::net::TcpStream::connect((host, port))
         .await
         .map_err(|e| format!("connect: {e}"))?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    if https {
+        let name = rustls_pki_types::ServerName::try_from(host)
+            .map(|n| n.to_owned())
+            .map_err(|e| format!("server name: {e}"))?;
+        let stream = tls
+            .connect(name, stream)
+            .await
+            .map_err(|e| format!("tls: {e}"))?;
+        send(TokioIo::new(stream), auth.as_str(), ep, msg_id, body).await
+    } else {
+        send(TokioIo::new(stream), auth.as_str(), ep, msg_id, body).await
+    }
+}
+
+/// The request over an open connection.
+async fn send<IO>(
+    io: IO,
+    host: &str,
+    ep: &Endpoint,
+    msg_id: &str,
+    body: Bytes,
+) -> Result<(), String>
+where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let auth = host;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(io)
         .await
         .map_err(|e| format!("handshake: {e}"))?;
     let conn = tokio::spawn(conn);
     let ts = crate::runtime::wall_ms() / 1000;
     let path = ep.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let req = Request::post(path)
-        .header("host", auth.as_str())
+        .header("host", auth)
         .header("content-type", "application/json")
         .header("user-agent", "doorward-webhooks")
         .header("webhook-id", msg_id)
@@ -477,13 +693,23 @@ mod tests {
     }
 
     #[test]
-    fn only_http_urls_and_whsec_secrets() {
+    fn https_or_loopback_http_urls_and_whsec_secrets() {
         let s = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-        assert!(Endpoint::new("http://127.0.0.1:9/hook", s).is_ok());
-        assert!(matches!(
-            Endpoint::new("https://example.com/hook", s),
-            Err(WebhookError::HttpsUnsupported(_))
-        ));
+        for ok in [
+            "http://127.0.0.1:9/hook",
+            "http://localhost:9/hook",
+            "http://[::1]:9/hook",
+            "https://example.com/hook",
+            "https://127.0.0.1:8443/hook",
+        ] {
+            assert!(Endpoint::new(ok, s).is_ok(), "{ok}");
+        }
+        for clear in ["http://example.com/hook", "http://192.168.1.2/hook"] {
+            assert!(
+                matches!(Endpoint::new(clear, s), Err(WebhookError::PlainHttp(_))),
+                "{clear}"
+            );
+        }
         for bad in [
             "ftp://127.0.0.1/x",
             "file:///etc/passwd",
@@ -555,7 +781,7 @@ mod tests {
     async fn full_queue_drops_and_counts() {
         let metrics = Arc::new(Metrics::default());
         let (records, _r) = mpsc::channel(1);
-        let (w, _rx) = Webhooks::without_task(metrics.clone(), records);
+        let (w, _rx) = Webhooks::without_task(metrics.clone(), records, tls_config(None).unwrap());
         let ep = Endpoint::new(
             "http://127.0.0.1:9/",
             "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
@@ -571,7 +797,11 @@ mod tests {
     #[tokio::test]
     async fn dead_letters_are_bounded() {
         let (records, _r) = mpsc::channel(1);
-        let (w, _rx) = Webhooks::without_task(Arc::new(Metrics::default()), records);
+        let (w, _rx) = Webhooks::without_task(
+            Arc::new(Metrics::default()),
+            records,
+            tls_config(None).unwrap(),
+        );
         for i in 0..=MAX_DEAD_LETTERS {
             w.bury(DeadLetter {
                 home: Id::new("h").unwrap(),
@@ -601,5 +831,38 @@ mod tests {
             w.add(home.clone(), ep.clone()).unwrap();
         }
         assert_eq!(w.add(home, ep), Err(WebhookError::TooMany));
+    }
+}
+
+#[cfg(test)]
+mod seal_tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_secret_opens_only_for_its_home_url_and_key() {
+        let key = [4u8; 32];
+        let home = Id::new("h").unwrap();
+        let ep = Endpoint::new(
+            "https://example.com/hook",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        )
+        .unwrap();
+        let st = seal(&key, &home, &ep);
+        let secret = decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let sealed = st.sealed.clone().unwrap();
+        assert!(!sealed.windows(secret.len()).any(|w| w == secret.as_slice()));
+        let back = unseal(&key, &home, &st).expect("opens");
+        assert_eq!(back.url(), ep.url());
+        assert_eq!(&*back.key, &*ep.key);
+        assert!(unseal(&[5u8; 32], &home, &st).is_none(), "another key");
+        assert!(
+            unseal(&key, &Id::new("other").unwrap(), &st).is_none(),
+            "another home"
+        );
+        let moved = StoredEndpoint {
+            url: "https://evil.example/hook".into(),
+            ..st
+        };
+        assert!(unseal(&key, &home, &moved).is_none(), "another URL");
     }
 }

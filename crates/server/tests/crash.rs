@@ -134,6 +134,7 @@ async fn child(dir: PathBuf) {
         listen: format!("127.0.0.1:{}", env_u16("DOORWARD_CRASH_HTTP"))
             .parse()
             .unwrap(),
+        webhook_roots: None,
     };
     let server = Server::start(cfg).await.expect("the child server starts");
     if std::env::var("DOORWARD_CRASH_PROVISION").is_ok() {

@@ -54,6 +54,7 @@ impl TestServer {
                 Some((host, port)) => Mqtt::External { host, port },
             },
             listen: "127.0.0.1:0".parse().unwrap(),
+            webhook_roots: None,
         };
         let server = Server::start(cfg).await.expect("the server starts");
         let ts = TestServer {

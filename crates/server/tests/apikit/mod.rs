@@ -44,6 +44,7 @@ impl ApiServer {
                 listen: "127.0.0.1:0".parse().unwrap(),
             },
             listen: "127.0.0.1:0".parse().unwrap(),
+            webhook_roots: None,
         };
         let server = Server::start_with(cfg, settings)
             .await

@@ -78,6 +78,15 @@ impl TestServer {
     }
 
     pub async fn start_in(broker: Broker, dir: tempfile::TempDir) -> TestServer {
+        Self::start_with_roots(broker, dir, None).await
+    }
+
+    /// [`TestServer::start_in`], trusting the PEM roots at `webhook_roots` for webhooks.
+    pub async fn start_with_roots(
+        broker: Broker,
+        dir: tempfile::TempDir,
+        webhook_roots: Option<PathBuf>,
+    ) -> TestServer {
         let data: PathBuf = dir.path().join("data");
         let cfg = ServeConfig {
             database: Database::Sqlite(data.join("doorward.db")),
@@ -92,6 +101,7 @@ impl TestServer {
                 },
             },
             listen: "127.0.0.1:0".parse().unwrap(),
+            webhook_roots,
         };
         let server = Server::start(cfg).await.expect("the server starts");
         let handle = server.handle();

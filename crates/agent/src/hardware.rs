@@ -4,6 +4,10 @@
 //!
 //! Adapters report only what their sensors read; nothing is inferred from a command. A real
 //! adapter (GPIO, a Zigbee bolt, a V4L2 camera) implements the same traits.
+//!
+//! The virtual bolt writes its true position to the scene directory (`bolt.json`) for
+//! observers, and obeys the scene's fault switch `bolt_jammed` (the motor moves nothing:
+//! the S3 attack). The virtual camera obeys the scene's `feed` (frozen, covered, blinded).
 
 use std::collections::VecDeque;
 
@@ -55,6 +59,9 @@ pub struct VirtualLock {
     door: Door,
     battery_pct: u8,
     changes: VecDeque<LockSensor>,
+    /// Where a command the jammed motor could not carry out wanted the bolt; the motor
+    /// finishes the stroke once the jam is cleared.
+    jammed_cmd: Option<BoltCommand>,
 }
 
 impl VirtualLock {
@@ -71,6 +78,7 @@ impl VirtualLock {
             door: Door::Closed,
             battery_pct: 100,
             changes: VecDeque::new(),
+            jammed_cmd: None,
         };
         // A door left open by an earlier run stays where it is.
         if let Some(s) = &v.scene {
@@ -88,7 +96,17 @@ impl VirtualLock {
                 v.bolt = Bolt::Retracted;
             }
         }
+        v.record_bolt();
         v
+    }
+
+    /// Writes the bolt's true position for observers (never read by the lock).
+    fn record_bolt(&self) {
+        if let Some(s) = &self.scene {
+            if let Err(e) = s.set_bolt(self.bolt) {
+                tracing::warn!(error = %e, "cannot write the virtual bolt's file");
+            }
+        }
     }
 
     /// Sets the battery reading (tests, demo).
@@ -128,14 +146,29 @@ impl LockHardware for VirtualLock {
             BoltCommand::Retract => Bolt::Retracted,
             BoltCommand::Throw => Bolt::Thrown,
         };
+        if self.scene.as_ref().is_some_and(|s| s.scene().bolt_jammed) {
+            // The fault switch: the motor runs and nothing moves; the sensor keeps reading
+            // where the bolt is.
+            tracing::debug!(?cmd, "bolt jammed: the command moves nothing");
+            self.motion = None;
+            self.jammed_cmd = Some(cmd);
+            return;
+        }
+        self.jammed_cmd = None;
         if self.bolt != to {
             self.bolt = Bolt::Moving;
             self.changes.push_back(LockSensor::Bolt(Bolt::Moving));
+            self.record_bolt();
         }
         self.motion = Some((to, wall_ms() + self.motor_ms));
     }
 
     fn poll(&mut self) -> Vec<LockSensor> {
+        if let Some(cmd) = self.jammed_cmd {
+            if self.scene.as_ref().is_some_and(|s| !s.scene().bolt_jammed) {
+                self.actuate(cmd);
+            }
+        }
         let now = wall_ms();
         if let Some((to, done)) = self.motion {
             if now >= done {
@@ -143,6 +176,7 @@ impl LockHardware for VirtualLock {
                 if self.bolt != to {
                     self.bolt = to;
                     self.changes.push_back(LockSensor::Bolt(to));
+                    self.record_bolt();
                 }
             }
         }
@@ -245,5 +279,27 @@ mod tests {
         }
         assert!(seen.contains(&LockSensor::Door(Door::Open)), "{seen:?}");
         assert!(scene.door_angle(wall_ms() + DOOR_SWING_MS) > 79.0);
+    }
+
+    #[test]
+    fn a_jammed_motor_moves_nothing_until_the_jam_is_cleared_and_the_truth_is_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let scene = SceneDir::open(tmp.path()).unwrap();
+        let mut hw = VirtualLock::new(Some(scene.clone()), 10);
+        assert_eq!(scene.bolt(), Some(Bolt::Thrown));
+        hw.actuate(BoltCommand::Retract);
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert!(hw.poll().contains(&LockSensor::Bolt(Bolt::Retracted)));
+        assert_eq!(scene.bolt(), Some(Bolt::Retracted));
+        scene.set_bolt_jammed(true).unwrap();
+        hw.actuate(BoltCommand::Throw);
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert!(hw.poll().is_empty(), "a jammed bolt does not move");
+        assert_eq!(scene.bolt(), Some(Bolt::Retracted));
+        scene.set_bolt_jammed(false).unwrap();
+        assert_eq!(hw.poll(), vec![LockSensor::Bolt(Bolt::Moving)]);
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert_eq!(hw.poll(), vec![LockSensor::Bolt(Bolt::Thrown)]);
+        assert_eq!(scene.bolt(), Some(Bolt::Thrown));
     }
 }

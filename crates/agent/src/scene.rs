@@ -10,13 +10,20 @@
 //!   `"frozen"`, `"covered"`, `"blinded"`), lighting and the scene seed;
 //! - `door.json`, written by the lock agent's virtual door: the door leaf's swing as
 //!   keyframes `[[wall_ms, angle_deg], …]`. The door only opens when someone pushes it **and**
-//!   the virtual bolt is retracted; it closes when pulled shut.
+//!   the virtual bolt is retracted; it closes when pulled shut;
+//! - `bolt.json`, written by the lock agent's virtual bolt: where the bolt really is
+//!   (`{"bolt": "thrown"}`, `"retracted"`, `"moving"`), the truth a demo or a test compares
+//!   the server's shown state with. Nothing in the lock reads it.
+//!
+//! One fault switch in `scene.json` stands for an attack on the lock's hardware:
+//! `"bolt_jammed": true` jams the bolt motor (S3's "dropbox": the bolt never moves, whatever
+//! the lock commands, and its sensor keeps reading where it is).
 //!
 //! The camera agent renders frames from both; the lock agent's door sensor reads the leaf's
 //! angle. Times are wall-clock so that separate processes agree on them.
 //!
 //! ```json
-//! {"seed": 7, "lighting_pct": 100, "door": "open", "feed": "live",
+//! {"seed": 7, "lighting_pct": 100, "door": "open", "feed": "live", "bolt_jammed": false,
 //!  "people": [{"lane": 1, "keys": [[1732280000000, -1.0], [1732280002000, -0.3]]}]}
 //! ```
 
@@ -24,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use doorward_camera::render::{Person, Scene};
+use doorward_proto::Bolt;
 use serde::{Deserialize, Serialize};
 
 use crate::files::{read_limited, write_atomic};
@@ -32,6 +40,8 @@ use crate::files::{read_limited, write_atomic};
 pub const SCENE_FILE: &str = "scene.json";
 /// The lock's door file in a scene directory.
 pub const DOOR_FILE: &str = "door.json";
+/// The lock's bolt file in a scene directory (the bolt's true position, for observers).
+pub const BOLT_FILE: &str = "bolt.json";
 /// Most people kept in a scene file (the renderer draws at most 16).
 pub const MAX_SCENE_PEOPLE: usize = 16;
 /// Most keyframes per person or door swing.
@@ -109,6 +119,9 @@ pub struct SceneFile {
     /// People in view.
     #[serde(default)]
     pub people: Vec<Walker>,
+    /// Fault switch: the bolt motor is jammed, commands move nothing (S3).
+    #[serde(default)]
+    pub bolt_jammed: bool,
 }
 
 impl Default for SceneFile {
@@ -119,6 +132,7 @@ impl Default for SceneFile {
             door: DoorIntent::Closed,
             feed: Feed::Live,
             people: Vec::new(),
+            bolt_jammed: false,
         }
     }
 }
@@ -231,6 +245,37 @@ impl SceneDir {
     /// Sets the camera feed (an attack on it, or live).
     pub fn set_feed(&self, feed: Feed) -> std::io::Result<()> {
         self.update(|s| s.feed = feed)
+    }
+
+    /// Jams (`true`) or frees (`false`) the virtual bolt motor (S3's fault switch).
+    pub fn set_bolt_jammed(&self, jammed: bool) -> std::io::Result<()> {
+        self.update(|s| s.bolt_jammed = jammed)
+    }
+
+    /// The bolt's true position as the lock's virtual bolt last wrote it (`None` before the
+    /// lock agent started).
+    pub fn bolt(&self) -> Option<Bolt> {
+        let b = read_limited(&self.dir.join(BOLT_FILE)).ok().flatten()?;
+        let v: serde_json::Value = serde_json::from_slice(&b).ok()?;
+        match v["bolt"].as_str()? {
+            "thrown" => Some(Bolt::Thrown),
+            "retracted" => Some(Bolt::Retracted),
+            "moving" => Some(Bolt::Moving),
+            "jammed" => Some(Bolt::Jammed),
+            _ => None,
+        }
+    }
+
+    /// Records the bolt's true position (the lock agent's virtual bolt only).
+    pub fn set_bolt(&self, bolt: Bolt) -> std::io::Result<()> {
+        let name = match bolt {
+            Bolt::Thrown => "thrown",
+            Bolt::Retracted => "retracted",
+            Bolt::Moving => "moving",
+            Bolt::Jammed => "jammed",
+        };
+        let json = serde_json::json!({ "bolt": name }).to_string();
+        write_atomic(&self.dir.join(BOLT_FILE), json.as_bytes()).map_err(std::io::Error::other)
     }
 
     /// The door leaf's swing as the lock last wrote it.

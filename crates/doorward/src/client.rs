@@ -1,6 +1,7 @@
 //! A small HTTP/1.1 client for the server's API, as its three kinds of users call it: a
 //! homeowner (session bearer token), a carrier (API key) and a driver (requests signed with
-//! the driver's key, docs/PROTOCOL.md "Driver API signatures").
+//! the driver's key, docs/PROTOCOL.md "Driver API signatures"); plus a reader of the
+//! homeowner's live event stream (SSE).
 //!
 //! Plain `http://` only: put a TLS-terminating proxy in front of a remote server.
 
@@ -23,6 +24,8 @@ use serde_json::Value;
 pub const CALL_TIMEOUT_MS: u64 = 35_000;
 /// Largest answer body read, bytes (an audit export of a demo home is far below it).
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+/// Largest single server-sent event kept, bytes; longer ones are skipped.
+pub const MAX_SSE_EVENT_BYTES: usize = 64 * 1024;
 
 /// How a request proves who sends it.
 pub enum Auth<'a> {
@@ -101,6 +104,14 @@ impl Api {
             addr,
             base: format!("http://{hostport}"),
         })
+    }
+
+    /// The server at a socket address.
+    pub fn at(addr: SocketAddr) -> Api {
+        Api {
+            addr,
+            base: format!("http://{addr}"),
+        }
     }
 
     /// `http://host:port`, for printing links.
@@ -185,5 +196,117 @@ impl Api {
             .to_bytes();
         let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
         Ok(Reply { status, body, json })
+    }
+
+    /// Opens a live event stream (`GET path`, `text/event-stream`).
+    pub async fn events(&self, path: &str, auth: &Auth<'_>) -> Result<EventStream> {
+        let res = self.send("GET", path, auth, Vec::new(), false).await?;
+        if res.status() != 200 {
+            bail!(
+                "GET {path}: HTTP {} (a session of the home's owner or its events token is \
+                 needed)",
+                res.status()
+            );
+        }
+        Ok(EventStream {
+            body: res.into_body(),
+            buf: Vec::new(),
+        })
+    }
+}
+
+/// One server-sent event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// Its `event:` name (`message` when none).
+    pub name: String,
+    /// Its `data:` lines, joined, as JSON (`Null` if not JSON).
+    pub data: Value,
+}
+
+/// A live event stream being read.
+pub struct EventStream {
+    body: Incoming,
+    buf: Vec<u8>,
+}
+
+impl EventStream {
+    /// The next event, or `None` when the stream ends.
+    pub async fn next(&mut self) -> Result<Option<Event>> {
+        loop {
+            if let Some(end) = find_blank_line(&self.buf) {
+                let raw: Vec<u8> = self.buf.drain(..end.0 + end.1).collect();
+                if let Some(ev) = parse_event(&raw[..end.0]) {
+                    return Ok(Some(ev));
+                }
+                continue;
+            }
+            if self.buf.len() > MAX_SSE_EVENT_BYTES {
+                // An oversized event: drop what is buffered and resynchronise.
+                self.buf.clear();
+            }
+            match self.body.frame().await {
+                None => return Ok(None),
+                Some(Err(e)) => bail!("the event stream broke: {e}"),
+                Some(Ok(f)) => {
+                    if let Ok(d) = f.into_data() {
+                        self.buf.extend_from_slice(&d);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Where the first event ends: (length of the event, length of the blank-line separator).
+fn find_blank_line(b: &[u8]) -> Option<(usize, usize)> {
+    for i in 0..b.len() {
+        if b[i..].starts_with(b"\n\n") {
+            return Some((i, 2));
+        }
+        if b[i..].starts_with(b"\r\n\r\n") {
+            return Some((i, 4));
+        }
+    }
+    None
+}
+
+fn parse_event(raw: &[u8]) -> Option<Event> {
+    let text = String::from_utf8_lossy(raw);
+    let mut name = String::from("message");
+    let mut data = String::new();
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("event:") {
+            name = v.trim().to_owned();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            if !data.is_empty() {
+                data.push('\n');
+            }
+            data.push_str(v.strip_prefix(' ').unwrap_or(v));
+        }
+    }
+    if data.is_empty() && name == "message" {
+        return None;
+    }
+    Some(Event {
+        name,
+        data: serde_json::from_str(&data).unwrap_or(Value::Null),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_split_on_blank_lines_and_keep_their_names() {
+        let raw = b"event: alarm\ndata: {\"kind\":\"witness_lost\"}\n\n: comment\n\n";
+        let (n, sep) = find_blank_line(raw).unwrap();
+        let ev = parse_event(&raw[..n]).unwrap();
+        assert_eq!(ev.name, "alarm");
+        assert_eq!(ev.data["kind"], "witness_lost");
+        let rest = &raw[n + sep..];
+        let (n2, _) = find_blank_line(rest).unwrap();
+        assert_eq!(parse_event(&rest[..n2]), None, "a comment is no event");
     }
 }

@@ -6,13 +6,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use doorward_proto::KeyPair;
 
 mod agent_cmd;
 mod audit_cmd;
 mod client;
+mod demo;
 mod driver_cmd;
 mod pair_cmd;
 mod serve_cmd;
@@ -30,8 +31,10 @@ struct Cli {
 enum Command {
     /// Run the control server (embedded broker and SQLite by default; see --help).
     Serve(serve_cmd::ServeArgs),
-    /// Run the whole system on embedded defaults (server, a home, a lock, a camera, deliveries).
-    Demo,
+    /// Run the whole system on embedded defaults: the server, a home, a lock and a camera
+    /// agent, a delivery every 30 s; `demo attack s1|s3|s4|s22` attacks it; `--run-once
+    /// --json` measures one delivery, S1 and S3.
+    Demo(demo::DemoArgs),
     /// Manage Ed25519 keys (home root, device, driver keys).
     Keys {
         #[command(subcommand)]
@@ -89,11 +92,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Demo => bail!(
-            "the demo is not built yet: this release has the protocol and the security cores \
-             (run ./scripts/test to exercise them); the server, the device agents and the demo \
-             come next"
-        ),
+        Command::Demo(args) => demo::run(args),
         Command::Keys {
             command: KeysCommand::Generate { file },
         } => keys_generate(&file),

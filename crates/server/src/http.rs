@@ -2,10 +2,11 @@
 //! homeowner's live event stream. Routes are added through [`Routes`], which records each
 //! one, so a test can check that the OpenAPI document lists every route the router serves.
 //!
-//! Authentication is not built yet (issue 4, item 5): until then the event stream of a home
-//! is protected by that home's bearer token (generated when the home is added, kept in the
-//! keystore, handed to the homeowner by the provisioning call), and the HTTP listener binds
-//! to loopback by default.
+//! The homeowner, carrier and driver API is [`crate::api`]; its routes are added here too.
+//! A home's event stream takes the owner's session (cookie or bearer) or the home's event
+//! token (generated when the home is added, kept in the keystore). Every request body is
+//! limited to [`MAX_REQUEST_BODY_BYTES`] and every answer must start within
+//! [`crate::api::REQUEST_TIMEOUT_MS`].
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;

@@ -425,6 +425,102 @@ async fn carrier_and_driver_happy_path() {
     s.stop().await;
 }
 
+/// A homeowner gives a guest a one-time visit now and a weekly schedule; the guest's phone
+/// enters with signed requests like a driver's; a bad schedule is refused clearly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn guest_access_with_schedules() {
+    let s = ApiServer::start(ApiSettings::default()).await;
+    let mut t = tenant(&s, "g").await;
+    let owner = t.homeowner();
+    let hp = format!("/api/homes/{}", t.home);
+    let guest = KeyPair::generate(&mut t.rng);
+    let now = wall_ms();
+    let g = s
+        .call(
+            "POST",
+            &format!("{hp}/guests"),
+            &owner,
+            Some(&json!({"name": "Grandma", "key": guest.public().to_hex(), "lock": t.lock_id.as_str(),
+                "schedule": {"kind": "once", "start_ms": now - 60_000, "end_ms": now + 3_600_000}})),
+        )
+        .await
+        .expect(201);
+    let visit = g.json["visits"][0]["delivery"].as_str().unwrap().to_owned();
+    let weekly = KeyPair::generate(&mut t.rng);
+    let w = s
+        .call(
+            "POST",
+            &format!("{hp}/guests"),
+            &owner,
+            Some(&json!({"name": "Cleaner", "key": weekly.public().to_hex(), "lock": t.lock_id.as_str(),
+                "schedule": {"kind": "weekly", "days": [0, 3], "start_min": 540, "end_min": 720}})),
+        )
+        .await
+        .expect(201);
+    let n = w.json["visits"].as_array().unwrap().len();
+    assert!((3..=5).contains(&n), "two days a week for 14 days: {n}");
+    s.call(
+        "POST",
+        &format!("{hp}/guests"),
+        &owner,
+        Some(&json!({"name": "Nobody", "key": KeyPair::generate(&mut t.rng).public().to_hex(), "lock": t.lock_id.as_str(),
+            "schedule": {"kind": "weekly", "days": [9], "start_min": 540, "end_min": 720}})),
+    )
+    .await
+    .expect_error(422, "bad_schedule");
+    let list = s
+        .call("GET", &format!("{hp}/guests"), &owner, None)
+        .await
+        .expect(200);
+    assert_eq!(list.json["guests"].as_array().unwrap().len(), 2);
+
+    let home = t.common_home();
+    let lock = common::LockDev::start(&s.mqtt, &home).await;
+    let cam = common::CameraDev::start(&s.mqtt, &home, true).await;
+    until(CEILING, "the camera proves at the entry pace", || {
+        let n = cam.proofs_sent();
+        async move { n >= 6 }
+    })
+    .await;
+    until(CEILING, "the lock's report is evidence", || {
+        let (s, owner, hp) = (&s, &owner, hp.clone());
+        async move {
+            let st = s.call("GET", &hp, owner, None).await;
+            st.json["doors"][0]["lock"]["evidence"].is_object()
+        }
+    })
+    .await;
+    let gp = format!("/api/driver/deliveries/{visit}");
+    s.call(
+        "POST",
+        &format!("{gp}/arrive"),
+        &Cred::Driver(guest.clone()),
+        None,
+    )
+    .await
+    .expect(200);
+    let nonce = lock.nonce(&mut t.rng);
+    let sig = guest.sign(
+        DRIVER_NONCE_CONTEXT,
+        &driver_nonce_message(&t.lock_id, &nonce.body.nonce),
+    );
+    let e = s
+        .call(
+            "POST",
+            &format!("{gp}/entry"),
+            &Cred::Driver(guest.clone()),
+            Some(&json!({"nonce": hex::encode(codec::encode(&nonce)), "driver_sig": sig.to_hex()})),
+        )
+        .await;
+    assert_eq!(e.status, 200, "{}", e.text());
+    assert_eq!(e.json["decision"], "authorised");
+    // The weekly guest cannot use the one-time guest's visit.
+    s.call("POST", &format!("{gp}/arrive"), &Cred::Driver(weekly), None)
+        .await
+        .expect_error(404, "not_found");
+    s.stop().await;
+}
+
 /// With live approval on, the entry waits for the homeowner, who lists it and approves it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn live_approval_through_the_api() {
@@ -531,22 +627,6 @@ async fn alarms_are_listed_and_acknowledged() {
         .await
         .expect_error(404, "not_found");
     s.stop().await;
-}
-
-/// A lock report signed by a key that is not the lock's, published on the lock's topic.
-pub async fn forge_report(s: &ApiServer, t: &mut Tenant) {
-    let forger = common::Mqttc::connect(&s.mqtt, &t.home, &t.lock_id).await;
-    let wrong = KeyPair::generate(&mut t.rng);
-    let mut sim = common::LockSim {
-        seq: 0,
-        t0: std::time::Instant::now(),
-        bolt: Bolt::Thrown,
-        door: Door::Closed,
-        cycle: None,
-    };
-    forger
-        .send(sim.report(&t.lock_id, &wrong, LockEvent::Boot))
-        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -12,7 +12,8 @@
 //!
 //! Map: [`accounts`] (passwords, sessions, login links, carriers and API keys, login rate
 //! limits), [`auth`] (principals, driver request signatures and their replay cache),
-//! [`authz`] (the tenant checks), [`homeowner`], [`carrier`], [`driver`] (handlers),
+//! [`authz`] (the tenant checks), [`homeowner`], [`carrier`], [`driver`], [`guests`] (guest
+//! access with schedules) (handlers),
 //! [`openapi`] (the document's part for these routes).
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub mod auth;
 pub mod authz;
 pub mod carrier;
 pub mod driver;
+pub mod guests;
 pub mod homeowner;
 pub mod openapi;
 
@@ -84,6 +86,8 @@ pub(crate) fn routes(r: crate::http::Routes) -> crate::http::Routes {
         .add("post", "/api/homes/{home}/revocations", post(h::revoke))
         .add("post", "/api/homes/{home}/webhooks", post(h::add_webhook))
         .add("get", "/api/homes/{home}/audit", get(h::audit_export))
+        .add("post", "/api/homes/{home}/guests", post(guests::add_guest))
+        .add("get", "/api/homes/{home}/guests", get(guests::list_guests))
         .add("post", "/api/carrier/drivers", post(carrier::add_driver))
         .add("get", "/api/carrier/drivers", get(carrier::list_drivers))
         .add(

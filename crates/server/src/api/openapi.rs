@@ -50,6 +50,8 @@ const OPS: &[Op] = &[
     Op { method: "post", path: "/api/homes/{home}/revocations", id: "revoke", summary: "Revoke a carrier, a driver key or a grant at the home's locks (bumps the revocation epoch).", who: Who::Homeowner, body: Some("Revocation"), ok: ("200", "Object") },
     Op { method: "post", path: "/api/homes/{home}/webhooks", id: "addWebhook", summary: "Add a signed alarm webhook (http URL, whsec_ secret); kept in memory.", who: Who::Homeowner, body: Some("Webhook"), ok: ("201", "Object") },
     Op { method: "get", path: "/api/homes/{home}/audit", id: "auditExport", summary: "The home's audit record, in the format `doorward audit verify` checks offline.", who: Who::Homeowner, body: None, ok: ("200", "binary") },
+    Op { method: "post", path: "/api/homes/{home}/guests", id: "addGuest", summary: "Give a guest access on a schedule (once, weekly, or a date range; UTC): the guest's key becomes a driver key under the home's own pseudo-carrier and the schedule is expanded into one visit per window for the next 14 days. The guest's phone uses the driver routes.", who: Who::Homeowner, body: Some("NewGuest"), ok: ("201", "Object") },
+    Op { method: "get", path: "/api/homes/{home}/guests", id: "listGuests", summary: "The home's guests and their visits.", who: Who::Homeowner, body: None, ok: ("200", "Object") },
     Op { method: "post", path: "/api/carrier/drivers", id: "addDriver", summary: "Register a driver's Ed25519 public key.", who: Who::Carrier, body: Some("NewDriver"), ok: ("201", "Object") },
     Op { method: "get", path: "/api/carrier/drivers", id: "listDrivers", summary: "The carrier's drivers.", who: Who::Carrier, body: None, ok: ("200", "Object") },
     Op { method: "post", path: "/api/carrier/deliveries", id: "createDelivery", summary: "Create a delivery at a home that opted the carrier in (else 403 carrier_not_opted_in).", who: Who::Carrier, body: Some("NewDelivery"), ok: ("201", "Delivery") },
@@ -173,6 +175,13 @@ pub fn schemas() -> Map<String, Value> {
     m.insert("NewDriver".into(), json!({"type": "object", "required": ["name", "key"], "properties": {"name": str_, "key": {"type": "string", "description": "hex Ed25519 public key"}}}));
     m.insert("NewDelivery".into(), json!({"type": "object", "required": ["home", "lock", "not_before_ms", "not_after_ms"], "properties": {"home": str_, "lock": str_, "not_before_ms": {"type": "integer"}, "not_after_ms": {"type": "integer"}}}));
     m.insert("Delivery".into(), json!({"type": "object", "properties": {"delivery": str_, "home": str_, "lock": str_, "driver": {"type": ["string", "null"]}, "not_before_ms": {"type": "integer"}, "not_after_ms": {"type": "integer"}, "state": str_, "phase": str_}}));
+    m.insert("NewGuest".into(), json!({"type": "object", "required": ["name", "key", "lock", "schedule"], "properties": {
+        "name": str_, "key": {"type": "string", "description": "hex Ed25519 public key of the guest's phone"}, "lock": str_,
+        "schedule": {"oneOf": [
+            {"type": "object", "required": ["kind", "start_ms", "end_ms"], "properties": {"kind": {"const": "once"}, "start_ms": {"type": "integer"}, "end_ms": {"type": "integer"}}},
+            {"type": "object", "required": ["kind", "days", "start_min", "end_min"], "properties": {"kind": {"const": "weekly"}, "days": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 6}, "description": "0 = Monday"}, "start_min": {"type": "integer"}, "end_min": {"type": "integer"}}},
+            {"type": "object", "required": ["kind", "from_ms", "until_ms", "start_min", "end_min"], "properties": {"kind": {"const": "range"}, "from_ms": {"type": "integer"}, "until_ms": {"type": "integer"}, "start_min": {"type": "integer"}, "end_min": {"type": "integer"}}}
+        ]}}}));
     m.insert(
         "Assign".into(),
         json!({"type": "object", "required": ["driver"], "properties": {"driver": str_}}),

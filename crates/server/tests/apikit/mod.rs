@@ -425,3 +425,19 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A lock report signed by a key that is not the lock's, published on the lock's topic.
+pub async fn forge_report(s: &ApiServer, t: &mut Tenant) {
+    let forger = super::common::Mqttc::connect(&s.mqtt, &t.home, &t.lock_id).await;
+    let wrong = KeyPair::generate(&mut t.rng);
+    let mut sim = super::common::LockSim {
+        seq: 0,
+        t0: std::time::Instant::now(),
+        bolt: Bolt::Thrown,
+        door: Door::Closed,
+        cycle: None,
+    };
+    forger
+        .send(sim.report(&t.lock_id, &wrong, LockEvent::Boot))
+        .await;
+}

@@ -1184,6 +1184,13 @@ impl Control {
             .map(|&h| self.homes[h as usize].epoch)
     }
 
+    /// A paired device's home and long-term key: for the shell to check what the device
+    /// sends outside the broker (footage uploads, which the core never sees).
+    pub fn device_key(&self, device: &Id) -> Option<(Id, PubKey)> {
+        let d = &self.devices[*self.dev_ix.get(device)? as usize];
+        Some((self.homes[d.home as usize].id.clone(), d.key))
+    }
+
     /// Number of deadlines scheduled (for capacity planning and tests).
     pub fn deadlines(&self) -> usize {
         self.wheel.len()

@@ -69,7 +69,12 @@ fn routes() -> Routes {
         .add("get", "/metrics", get(metrics))
         .add("get", "/api/openapi.json", get(openapi_json))
         .add("get", "/api/homes/{home}/events", get(events));
-    crate::api::routes(ops)
+    let ops = crate::api::routes(ops);
+    crate::footage::routes()
+        .into_iter()
+        .fold(ops, |r, (method, path, handler)| {
+            r.add(method, path, handler)
+        })
 }
 
 /// The HTTP application.
@@ -124,11 +129,9 @@ async fn readyz(State(s): State<Arc<Shared>>) -> Response {
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.render(),
-    )
-        .into_response()
+    let mut text = s.metrics.render();
+    s.footage.metrics.render(&mut text);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 async fn openapi_json() -> Json<Value> {
@@ -225,6 +228,10 @@ pub fn openapi() -> Value {
         .as_object_mut()
         .expect("paths is an object")
         .extend(api);
+    doc["paths"]
+        .as_object_mut()
+        .expect("paths is an object")
+        .extend(crate::footage::openapi_paths());
     let schemes = crate::api::openapi::security_schemes();
     doc["components"]["securitySchemes"]
         .as_object_mut()
@@ -299,6 +306,7 @@ fn operations_openapi() -> Value {
             },
             "schemas": {
                 "AlarmWebhook": crate::webhook::openapi_schema(),
+                "UploadResult": crate::footage::openapi_schema(),
                 "Readiness": {
                     "type": "object",
                     "required": ["database", "broker"],

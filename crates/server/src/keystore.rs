@@ -5,7 +5,8 @@
 //! Layout:
 //! - `keys/server.key`: the server key's 32-byte seed, hex;
 //! - `keys/homes/<home>/issuer.key`: the home's issuing key seed, hex;
-//! - `keys/homes/<home>/events.token`: the bearer token of the home's event stream, hex.
+//! - `keys/homes/<home>/events.token`: the bearer token of the home's event stream, hex;
+//! - `keys/homes/<home>/footage.key`: the key the home's recorded footage is sealed under.
 //!
 //! A file readable or writable by anyone but its owner is refused (the server does not
 //! start), with the `chmod` that fixes it: a key another user could read is a key to assume
@@ -98,6 +99,13 @@ impl Keystore {
         Ok(Some(hex::encode(read_secret(&path)?)))
     }
 
+    /// A home's footage key: recorded footage of the home is sealed under it
+    /// ([`crate::footage`]). Generated on first use.
+    pub fn footage_key(&self, home: &Id) -> Result<[u8; 32], KeystoreError> {
+        let dir = self.home_dir(home)?;
+        Ok(self.secret(&dir.join("footage.key"))?.0)
+    }
+
     /// The key that wraps device session keys and stream state in the store (generated on
     /// first use).
     pub fn state_wrap_key(&self) -> Result<[u8; 32], KeystoreError> {
@@ -124,15 +132,29 @@ impl Keystore {
         let mut seed = [0u8; TOKEN_BYTES];
         OsRng.fill_bytes(&mut seed);
         let io = |e| KeystoreError::Io(path.display().to_string(), e);
+        // Written whole under a private name, then linked into place: two threads creating
+        // the same key at once both end up with the one that was linked first, and nobody
+        // ever reads a half-written file.
+        let mut tmp_name = path.as_os_str().to_owned();
+        tmp_name.push(format!(".{}.tmp", hex::encode(&seed[..8])));
+        let tmp = PathBuf::from(tmp_name);
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(path)
+            .open(&tmp)
             .map_err(io)?;
         writeln!(f, "{}", hex::encode(seed)).map_err(io)?;
         f.sync_all().map_err(io)?;
-        Ok((seed, true))
+        let linked = fs::hard_link(&tmp, path);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok((seed, true)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Ok((read_secret(path)?, false))
+            }
+            Err(e) => Err(io(e)),
+        }
     }
 }
 

@@ -21,7 +21,9 @@
 //! [`http`] (routes, OpenAPI), [`api`] (the homeowner, carrier and driver API: authentication,
 //! tenant checks, handlers), [`metrics`], [`pairing`] (the home's side of out-of-band
 //! pairing over the broker), [`server`] (start, provisioning API, shutdown),
-//! [`webhook`] (signed alarm webhooks, Standard Webhooks style: headers, body, retries).
+//! [`webhook`] (signed alarm webhooks, Standard Webhooks style: headers, body, retries),
+//! [`footage`] (recorded footage: signed uploads checked against the accepted proofs, sealed
+//! per home, retention, the homeowner's list, export and delete).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -30,6 +32,7 @@ pub mod api;
 pub mod broker;
 pub mod config;
 pub mod devstate;
+pub mod footage;
 pub mod gateway;
 pub mod http;
 pub mod hub;

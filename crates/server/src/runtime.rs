@@ -593,6 +593,15 @@ impl Runtime {
 
     /// Appends one core audit event to its home's chain (collapsing routine idle proofs).
     fn record(&mut self, ev: AuditEvent, batch: &mut Batch) {
+        // A recording proof's segment: what its footage upload must match (crate::footage).
+        match crate::footage::expect(&self.control, self.store.as_ref(), &ev) {
+            Some(Ok(p)) => batch.pending.push(p),
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "footage expectation write failed");
+                batch.storage_failed = true;
+            }
+            None => {}
+        }
         if let AuditKind::Rejected { reason, .. } = &ev.what {
             self.metrics.dropped(label(reason));
         }

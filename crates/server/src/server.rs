@@ -12,11 +12,12 @@ use doorward_control::{
     HomeSetup, HomeState, Input,
 };
 use doorward_proto::{DenyReason, Id, IssuerCert, KeyPair, PubKey, Signed};
-use doorward_store::{PgConfig, PgStore, SqliteStore, Store};
+use doorward_store::{FootageQuery, FootageSegment, PgConfig, PgStore, SqliteStore, Store};
 use rand_core::{OsRng, RngCore};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::{Database, Mqtt, ServeConfig};
+use crate::footage::FootageError;
 use crate::gateway::{Gateway, Routes};
 use crate::hub::Hub;
 use crate::keystore::Keystore;
@@ -36,6 +37,8 @@ pub struct Shared {
     pub(crate) server_key: PubKey,
     /// Turns true when the server stops: live event streams end so HTTP can drain.
     pub(crate) stopping: watch::Receiver<bool>,
+    /// Recorded footage: uploads, sealing, retention ([`crate::footage`]).
+    pub(crate) footage: Arc<crate::footage::Footage>,
     /// The HTTP API's settings, login limits and driver replay cache.
     pub(crate) api: crate::api::ApiState,
 }
@@ -145,6 +148,16 @@ impl Server {
             metrics.clone(),
         )
         .keep_device_state(state_key);
+        let footage = Arc::new(crate::footage::Footage::new(
+            store.clone(),
+            keystore.clone(),
+            routes.clone(),
+        ));
+        tokio::spawn(crate::footage::sweep_task(
+            footage.clone(),
+            tx.clone(),
+            stop_rx.clone(),
+        ));
         let tls = crate::webhook::tls_config(cfg.webhook_roots.as_deref())
             .context("cannot load the webhook root certificates given by --webhook-roots")?;
         let webhooks = Webhooks::start_with(metrics.clone(), tx.clone(), tls);
@@ -169,6 +182,7 @@ impl Server {
             store,
             server_key: server_key.public(),
             stopping: stop_rx.clone(),
+            footage,
             api: crate::api::ApiState::new(api),
         });
         let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -565,6 +579,140 @@ impl Handle {
     }
 }
 
+/// The homeowner's recorded footage ([`crate::footage`]). The caller has checked that the
+/// person asking owns `home` (I11); carriers and drivers have no path to these.
+impl Handle {
+    async fn footage_call<T: Send + 'static>(
+        &self,
+        home: &Id,
+        f: impl FnOnce(&crate::footage::Footage, &Id) -> Result<T, FootageError> + Send + 'static,
+    ) -> Result<T, ServerError> {
+        check_home_id(home)?;
+        let footage = self.shared.footage.clone();
+        let home = home.clone();
+        tokio::task::spawn_blocking(move || f(&footage, &home))
+            .await
+            .map_err(|_| ServerError::Stopped)?
+            .map_err(|e| match e {
+                FootageError::Invalid(m) => ServerError::Invalid(m),
+                FootageError::Keystore(k) => ServerError::Keystore(k),
+                e @ (FootageError::Store(_) | FootageError::Corrupt { .. }) => {
+                    tracing::error!(error = %e, "footage");
+                    ServerError::Storage
+                }
+            })
+    }
+
+    /// Up to `max` (at most [`crate::footage::MAX_LIST_ROWS`]) segments of `home` that
+    /// `query` selects, uploaded or not, in the order they were recorded.
+    pub async fn footage_list(
+        &self,
+        home: &Id,
+        query: FootageQuery,
+        max: usize,
+    ) -> Result<Vec<FootageSegment>, ServerError> {
+        self.footage_call(home, move |f, h| Ok(f.list(h, &query, max)?))
+            .await
+    }
+
+    /// The frames of one uploaded segment of `home`, opened and checked against its proof;
+    /// `None` if there is no such segment or its frames were not uploaded.
+    pub async fn footage_segment(
+        &self,
+        home: &Id,
+        camera: &Id,
+        seq: u64,
+    ) -> Result<Option<Vec<Vec<u8>>>, ServerError> {
+        let camera = camera.clone();
+        self.footage_call(home, move |f, h| f.segment(h, &camera, seq))
+            .await
+    }
+
+    /// One page (at most [`crate::footage::MAX_EXPORT_SEGMENTS`]) of `home`'s footage as a
+    /// self-checking export ([`crate::footage::verify_export`]).
+    pub async fn footage_export(
+        &self,
+        home: &Id,
+        query: FootageQuery,
+    ) -> Result<crate::footage::Export, ServerError> {
+        self.footage_call(home, move |f, h| f.export(h, &query))
+            .await
+    }
+
+    /// Deletes the segments of `home` that `query` selects, at most
+    /// [`doorward_store::footage::MAX_FOOTAGE_DELETE`] per call (call again while it
+    /// returns that many); records the deletion in the home's audit chain.
+    pub async fn footage_delete(
+        &self,
+        home: &Id,
+        query: FootageQuery,
+    ) -> Result<usize, ServerError> {
+        let rows = self
+            .footage_call(home, move |f, h| Ok(f.delete(h, &query)?))
+            .await?;
+        self.record_footage_deletion(home, &rows);
+        Ok(rows.len())
+    }
+
+    /// Deletes one segment of `home`; `true` if it existed. Recorded in the home's audit
+    /// chain.
+    pub async fn footage_delete_segment(
+        &self,
+        home: &Id,
+        camera: &Id,
+        seq: u64,
+    ) -> Result<bool, ServerError> {
+        let camera = camera.clone();
+        let row = self
+            .footage_call(home, move |f, h| Ok(f.delete_one(h, &camera, seq)?))
+            .await?;
+        self.record_footage_deletion(home, row.as_slice());
+        Ok(row.is_some())
+    }
+
+    fn record_footage_deletion(&self, home: &Id, rows: &[FootageSegment]) {
+        if rows.is_empty() {
+            return;
+        }
+        let d = crate::footage::deleted("owner", wall_ms(), rows);
+        crate::footage::record_deletions(&self.shared.tx, vec![(home.clone(), d)]);
+    }
+
+    /// Sets how many days `home`'s footage is kept
+    /// ([`crate::footage::MIN_RETENTION_DAYS`] to [`crate::footage::MAX_RETENTION_DAYS`]).
+    pub async fn set_footage_retention(&self, home: &Id, days: u32) -> Result<(), ServerError> {
+        self.footage_call(home, move |f, h| f.set_retention(h, days))
+            .await
+    }
+
+    /// How many days `home`'s footage is kept.
+    pub async fn footage_retention(&self, home: &Id) -> Result<u32, ServerError> {
+        self.footage_call(home, |f, h| Ok(f.retention(h)?)).await
+    }
+
+    /// Runs one retention sweep as at `now_ms` (the server runs one every
+    /// [`crate::footage::SWEEP_INTERVAL_MS`] on its own clock), deleting at most `max_rows`
+    /// expired segments; returns how many. Recorded in each home's audit chain.
+    pub async fn footage_sweep(&self, now_ms: u64, max_rows: usize) -> Result<usize, ServerError> {
+        let footage = self.shared.footage.clone();
+        let done = tokio::task::spawn_blocking(move || footage.sweep(now_ms, max_rows))
+            .await
+            .map_err(|_| ServerError::Stopped)?
+            .map_err(|e| {
+                tracing::error!(error = %e, "footage sweep");
+                ServerError::Storage
+            })?;
+        let n = done.iter().map(|(_, d)| d.segments.len()).sum();
+        crate::footage::record_deletions(&self.shared.tx, done);
+        Ok(n)
+    }
+
+    /// The footage counters (also at `/metrics`).
+    pub fn footage_metrics(&self) -> &crate::footage::FootageMetrics {
+        &self.shared.footage.metrics
+    }
+}
+
 /// Home ids starting with `:` are the server's own (see [`crate::runtime::SERVER_CHAIN`]);
 /// `.` and `..` would name directories.
 fn check_home_id(home: &Id) -> Result<(), ServerError> {
@@ -604,6 +752,11 @@ mod tests {
         );
         let handle = Handle {
             shared: Arc::new(Shared {
+                footage: Arc::new(crate::footage::Footage::new(
+                    store.clone(),
+                    keystore.clone(),
+                    Arc::new(Routes::default()),
+                )),
                 tx: tx.clone(),
                 keystore,
                 webhooks: Webhooks::start(metrics.clone(), tx.clone()),

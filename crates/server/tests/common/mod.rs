@@ -297,7 +297,15 @@ pub struct CameraDev {
     pub silent: Arc<AtomicBool>,
     pub sent: Arc<Mutex<Vec<Body>>>,
     pub refused: Arc<Mutex<Vec<String>>>,
+    /// The newest segments' frames the camera handed out for upload.
+    pub segments: KeptSegments,
 }
+
+/// Segments a [`CameraDev`] handed out for upload, newest last: (seq, frames).
+pub type KeptSegments = Arc<Mutex<std::collections::VecDeque<(u64, Vec<Vec<u8>>)>>>;
+
+/// Most segments a [`CameraDev`] keeps for upload.
+pub const MAX_KEPT_SEGMENTS: usize = 256;
 
 impl CameraDev {
     /// A camera watching a person who walks up and stays in the entry zone (activity: the
@@ -310,7 +318,8 @@ impl CameraDev {
             home.lock_id.clone(),
             home.lock_key.public(),
         );
-        cfg.upload_segments = false;
+        // Segments' frames are handed out for upload (kept in `segments`).
+        cfg.upload_segments = true;
         let t0 = Instant::now();
         let mono = move || t0.elapsed().as_millis() as u64 + 1_000;
         let camera = Camera::new(cfg, CameraState::default(), mono());
@@ -325,10 +334,12 @@ impl CameraDev {
         let silent = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(Mutex::new(Vec::new()));
         let refused = Arc::new(Mutex::new(Vec::new()));
+        let segments = Arc::new(Mutex::new(std::collections::VecDeque::new()));
         let dev = CameraDev {
             silent: silent.clone(),
             sent: sent.clone(),
             refused: refused.clone(),
+            segments: segments.clone(),
         };
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(20));
@@ -357,6 +368,13 @@ impl CameraDev {
                         }
                         doorward_camera::Output::Refused { reason, .. } => {
                             refused.lock().unwrap().push(reason.to_string())
+                        }
+                        doorward_camera::Output::Segment { seq, frames, .. } => {
+                            let mut s = segments.lock().unwrap();
+                            if s.len() == MAX_KEPT_SEGMENTS {
+                                s.pop_front();
+                            }
+                            s.push_back((seq, frames.iter().map(|f| f.pixels.to_vec()).collect()));
                         }
                         _ => {}
                     }

@@ -82,6 +82,8 @@ pub fn app(shared: Arc<Shared>) -> Router {
     routes()
         .router
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
+        // The web app sets its own body limits and security headers.
+        .merge(crate::web::router())
         .layer(axum::middleware::from_fn(timeout))
         .layer(axum::middleware::from_fn(crate::metrics::trace_request))
         .with_state(shared)

@@ -21,6 +21,7 @@
 //! [`http`] (routes, OpenAPI), [`api`] (the homeowner, carrier and driver API: authentication,
 //! tenant checks, handlers), [`metrics`], [`pairing`] (the home's side of out-of-band
 //! pairing over the broker), [`server`] (start, provisioning API, shutdown),
+//! [`web`] (the homeowner web app at `/`: pages, live updates, CSRF and security headers),
 //! [`webhook`] (signed alarm webhooks, Standard Webhooks style: headers, body, retries),
 //! [`footage`] (recorded footage: signed uploads checked against the accepted proofs, sealed
 //! per home, retention, the homeowner's list, export and delete).
@@ -42,6 +43,7 @@ pub mod metrics;
 pub mod pairing;
 pub mod runtime;
 pub mod server;
+pub mod web;
 pub mod webhook;
 
 pub use api::ApiSettings;

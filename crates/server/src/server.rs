@@ -41,6 +41,8 @@ pub struct Shared {
     pub(crate) footage: Arc<crate::footage::Footage>,
     /// The HTTP API's settings, login limits and driver replay cache.
     pub(crate) api: crate::api::ApiState,
+    /// The web app's state ([`crate::web`]).
+    pub(crate) web: crate::web::WebState,
 }
 
 /// A running server.
@@ -184,6 +186,7 @@ impl Server {
             stopping: stop_rx.clone(),
             footage,
             api: crate::api::ApiState::new(api),
+            web: crate::web::WebState::default(),
         });
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
@@ -312,6 +315,13 @@ impl Handle {
         crate::api::accounts::create_homeowner(&self.shared, email, password)
             .await
             .map_err(crate::api::accounts::to_server_error)
+    }
+
+    /// Cuts (`true`) or restores (`false`) the web app's live connections: while cut they
+    /// stay open and send nothing, as behind a stalled proxy, so the page must notice the
+    /// silence and say "connection lost — states unknown" (I14). For tests and drills.
+    pub fn cut_live_connections(&self, cut: bool) {
+        self.shared.web.cut_live(cut);
     }
 
     /// A one-time login link for `account` (valid
@@ -767,6 +777,7 @@ mod tests {
                 server_key: KeyPair::from_seed(&[2; 32]).public(),
                 stopping: stop_rx,
                 api: crate::api::ApiState::new(crate::api::ApiSettings::default()),
+                web: crate::web::WebState::default(),
             }),
         };
         for _ in 0..CONTROL_QUEUE_CAPACITY {

@@ -51,35 +51,24 @@ pub async fn stream(
     p: Principal,
     Path(home): Path<String>,
 ) -> Response {
-    // The owner's session only (I11); the first state is sent at once.
-    let first = match h::home_state(State(s.clone()), p.clone(), Path(home.clone())).await {
-        Ok(axum::Json(v)) => v,
-        Err(e) => return e.into_response(),
-    };
+    // The owner's session only (I11); nothing is sent while the live connections are cut.
+    if let Err(e) = h::home_state(State(s.clone()), p.clone(), Path(home.clone())).await {
+        return e.into_response();
+    }
     let home_id = match crate::api::parse_id(&home, "home") {
         Ok(h) => h,
         Err(e) => return e.into_response(),
     };
-    let mut catch_up = vec![event("state", &first)];
-    if let Ok(alarms) = super::pages::open_alarms(&s, &p, &home).await {
-        catch_up.extend(alarms.iter().rev().map(|a| event("alarm", a)));
-    }
-    if let Ok(axum::Json(a)) = h::approvals(State(s.clone()), p.clone(), Path(home.clone())).await {
-        for x in a["approvals"].as_array().into_iter().flatten() {
-            catch_up.push(event("approval", x));
-        }
-    }
     let rx = s.hub.subscribe(&home_id);
     let mut beat = tokio::time::interval(Duration::from_millis(LIVE_STATE_INTERVAL_MS));
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     beat.reset();
     let cut = s.web.live_cut.subscribe();
     let stop = s.stopping.clone();
-    let head = futures_util::stream::iter(catch_up);
-    let state = (rx, beat, cut, stop, s, home, p);
+    let state = (rx, beat, cut, stop, s, home, p, true);
     let tail = futures_util::stream::unfold(
         state,
-        |(mut rx, mut beat, mut cut, mut stop, s, home, p)| async move {
+        |(mut rx, mut beat, mut cut, mut stop, s, home, p, first)| async move {
             enum Next {
                 Stop,
                 Restored,
@@ -99,6 +88,11 @@ pub async fn stream(
                     }
                     while rx.try_recv().is_ok() {}
                     continue;
+                }
+                if first {
+                    // Sent first (once not cut), so a page that reconnects catches up.
+                    let events = catch_up(&s, &p, &home).await;
+                    return Some((events, (rx, beat, cut, stop, s, home, p, false)));
                 }
                 let next = tokio::select! {
                     _ = stop.wait_for(|x| *x) => Next::Stop,
@@ -122,10 +116,31 @@ pub async fn stream(
                     }
                     Next::Hub(Err(RecvError::Closed)) => return None,
                 };
-                return Some((ev, (rx, beat, cut, stop, s, home, p)));
+                return Some((vec![ev], (rx, beat, cut, stop, s, home, p, false)));
             }
         },
     );
     use futures_util::StreamExt;
-    Sse::new(head.chain(tail)).into_response()
+    Sse::new(tail.flat_map(futures_util::stream::iter)).into_response()
+}
+
+/// The home's state, open alarms and waiting approvals, for a page that (re)connects.
+async fn catch_up(s: &Arc<Shared>, p: &Principal, home: &str) -> Vec<Result<Event, Infallible>> {
+    let mut out = Vec::new();
+    if let Ok(axum::Json(v)) =
+        h::home_state(State(s.clone()), p.clone(), Path(home.to_owned())).await
+    {
+        out.push(event("state", &v));
+    }
+    if let Ok(alarms) = super::pages::open_alarms(s, p, home).await {
+        out.extend(alarms.iter().rev().map(|a| event("alarm", a)));
+    }
+    if let Ok(axum::Json(a)) =
+        h::approvals(State(s.clone()), p.clone(), Path(home.to_owned())).await
+    {
+        for x in a["approvals"].as_array().into_iter().flatten() {
+            out.push(event("approval", x));
+        }
+    }
+    out
 }

@@ -7,6 +7,10 @@
 //! lock over the lock's local channel (the lock supervises its witness by itself). Nothing it
 //! sends needs keeping until acknowledged: proofs are routine, and each checkpoint covers the
 //! ones before it.
+//!
+//! With a server URL it uploads the frames behind its entry proofs ([`crate::upload`]): the
+//! loop hands each segment to a bounded queue and never waits for the upload, which runs on
+//! a task of its own.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +28,7 @@ use crate::hardware::CameraHardware;
 use crate::link::{Link, LinkEvent};
 use crate::local_channel::{self, LocalReply, LocalRequest};
 use crate::lock_agent::{Say, MONO_START_MS};
+use crate::upload::{self, ServerUrl, UploadStats};
 
 /// How long the camera waits for the server's session accept before a new hello, ms.
 pub const SESSION_RETRY_MS: u64 = 5_000;
@@ -45,6 +50,9 @@ pub struct CameraAgentConfig {
     /// The paired lock's local channel, for checkpoints (none: the lock enters witness
     /// lockout during each open cycle, since it cannot hear its camera).
     pub lock_local: Option<SocketAddr>,
+    /// The server's HTTP API, where the frames of entry proofs are uploaded (none: no
+    /// upload; the proofs alone reach the server).
+    pub server_url: Option<ServerUrl>,
 }
 
 /// What the agent shows about itself.
@@ -66,6 +74,8 @@ pub struct CameraStatus {
     pub refusals: u64,
     /// Checkpoints the lock took over the local link.
     pub checkpoints_to_lock: u64,
+    /// Footage upload counters (all zero without a server URL).
+    pub footage: UploadStats,
 }
 
 /// Runs a camera agent until `stop` turns true: pairs first if needed, then serves.
@@ -136,7 +146,8 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let device = p.device.clone();
     let mut ccfg = CameraConfig::new(device.clone(), key.clone(), p.peer.clone(), p.peer_key);
-    ccfg.upload_segments = false;
+    // Frames are kept for a segment only when someone will upload them.
+    ccfg.upload_segments = cfg.server_url.is_some();
     let frame_ms = 1_000 / u64::from(ccfg.fps.max(1));
     let t0 = Instant::now();
     let mono = move || t0.elapsed().as_millis() as u64 + MONO_START_MS;
@@ -166,6 +177,29 @@ async fn serve(
              checkpoints and will lock itself out of grants during each entry"
         ));
     }
+    let uploads = upload::Shared::new();
+    let upload_task = match &cfg.server_url {
+        Some(url) => {
+            say(format!(
+                "camera {device}: uploading the footage of entries to {url}"
+            ));
+            Some(tokio::spawn(upload::run(
+                url.clone(),
+                device.clone(),
+                key.clone(),
+                uploads.clone(),
+                stop.clone(),
+            )))
+        }
+        None => {
+            say(format!(
+                "camera {device}: no --server-url: footage stays on this camera (proofs only)"
+            ));
+            None
+        }
+    };
+    // The newest proof handed out, to decide whether its segment is worth uploading.
+    let mut last_proof: Option<doorward_proto::CameraProof> = None;
     let mut connected = false;
     let mut initiator: Option<(Initiator, Instant)> = None;
     let mut session = false;
@@ -179,6 +213,7 @@ async fn serve(
         attestations: 0,
         refusals: 0,
         checkpoints_to_lock: 0,
+        footage: UploadStats::default(),
     };
     let mut frames = tokio::time::interval(Duration::from_millis(frame_ms));
     frames.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -255,8 +290,9 @@ async fn serve(
                 Output::Send(env) => {
                     let bytes = env.to_bytes();
                     let (qos, copies) = match &env.body {
-                        Body::CameraProof(_) => {
+                        Body::CameraProof(p) => {
                             st.proofs += 1;
+                            last_proof = Some(p.clone());
                             let copies = if camera.mode() == Mode::Entry { 2 } else { 1 };
                             (QoS::AtMostOnce, copies)
                         }
@@ -283,7 +319,26 @@ async fn serve(
                     st.refusals += 1;
                     say(format!("camera {device}: refused to attest: {reason}"));
                 }
-                Output::Segment { .. } => {}
+                Output::Segment { seq, frames, .. } => {
+                    let entry = camera.mode() == Mode::Entry;
+                    let wanted = last_proof
+                        .as_ref()
+                        .is_some_and(|p| p.seq == seq && upload::worth_uploading(p, entry));
+                    if wanted {
+                        let mut body =
+                            Vec::with_capacity(frames.len() * doorward_camera::FRAME_BYTES);
+                        for f in &frames {
+                            body.extend_from_slice(&f.pixels);
+                        }
+                        uploads.push(
+                            &device,
+                            upload::Job {
+                                seq,
+                                body: body.into(),
+                            },
+                        );
+                    }
+                }
             }
         }
         let entry = camera.mode() == Mode::Entry;
@@ -301,6 +356,11 @@ async fn serve(
         st.session = session;
         st.connected = connected;
         st.checkpoints_to_lock = taken.load(std::sync::atomic::Ordering::Relaxed);
+        let footage = uploads.stats();
+        if footage.stored > 0 && st.footage.stored == 0 {
+            say(format!("camera {device}: footage uploaded to the server"));
+        }
+        st.footage = footage;
         let snapshot = st.clone();
         status.send_if_modified(|s| {
             if s.as_ref() != Some(&snapshot) {
@@ -313,6 +373,10 @@ async fn serve(
     }
     say(format!("camera {device}: stopping"));
     if let Some(t) = lock_task {
+        t.abort();
+    }
+    if let Some(t) = upload_task {
+        // It stops on `stop` by itself; an upload in flight is not waited for.
         t.abort();
     }
     link.close().await;

@@ -7,9 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use doorward_agent::hardware::{VirtualCamera, VirtualLock};
+use doorward_agent::hardware::VirtualLock;
 use doorward_agent::scene::SceneDir;
-use doorward_agent::{CameraAgentConfig, LockAgentConfig};
 use doorward_control::{EntryDecision, LockValue, Phase, Shown};
 use doorward_proto::{Bolt, Door};
 use tokio::sync::watch;
@@ -20,42 +19,10 @@ async fn paired_agents_make_a_delivery_that_opens_records_and_relocks() {
     let ts = TestServer::start(None).await;
     let home = add_home(&ts.handle).await;
     let scene = SceneDir::open(&ts.path("scene")).unwrap();
-    let (lock_data, cam_data) = (ts.path("lock"), ts.path("camera"));
-    let (stop_tx, stop) = watch::channel(false);
-
     // The lock starts unpaired: its local channel listens at once, and it waits for pairing.
-    let (lock_st_tx, lock_st) = watch::channel(None);
-    let lock_task = tokio::spawn(doorward_agent::lock_agent::run(
-        LockAgentConfig {
-            data: lock_data.clone(),
-            mqtt: ts.mqtt.clone(),
-            id: Some(home.lock.clone()),
-            local: "127.0.0.1:0".parse().unwrap(),
-        },
-        Box::new(VirtualLock::new(Some(scene.clone()), 100)),
-        stop.clone(),
-        lock_st_tx,
-        say("lock"),
-    ));
-    let local: std::net::SocketAddr = read_when_there(&lock_data.join("local.addr"), ceiling)
-        .await
-        .parse()
-        .unwrap();
-    let (cam_st_tx, cam_st) = watch::channel(None);
-    let cam_task = tokio::spawn(doorward_agent::camera_agent::run(
-        CameraAgentConfig {
-            data: cam_data.clone(),
-            mqtt: ts.mqtt.clone(),
-            id: Some(home.camera.clone()),
-            lock_local: Some(local),
-        },
-        Box::new(VirtualCamera::new(Some(scene.clone()))),
-        stop.clone(),
-        cam_st_tx,
-        say("camera"),
-    ));
-
-    pair_door(&ts.handle, &home, &cam_data, &lock_data).await;
+    let agents = start_agents(&ts, &home, &scene, None).await;
+    let (lock_st, cam_st) = (&agents.lock_st, &agents.cam_st);
+    pair_door(&ts.handle, &home, &agents.cam_data, &agents.lock_data).await;
 
     // Paired, both serve: the lock has the server's time, the camera a session.
     eventually(ceiling, "the lock syncs its time and connects", || {
@@ -63,41 +30,7 @@ async fn paired_agents_make_a_delivery_that_opens_records_and_relocks() {
         async move { s.is_some_and(|s| s.time_synced && s.connected) }
     })
     .await;
-    eventually(ceiling, "the camera opens a session", || {
-        let s = cam_st.borrow().clone();
-        async move { s.is_some_and(|s| s.session) }
-    })
-    .await;
-    eventually(ceiling, "the server shows the lock locked", || {
-        let (h, hid) = (ts.handle.clone(), home.id.clone());
-        async move {
-            let s = h.home_state(&hid).await.unwrap().unwrap();
-            s.doors[0].lock.value == Shown::Known(LockValue::Locked)
-        }
-    })
-    .await;
-
-    let delivery = schedule(&ts.handle, &home).await;
-    arrive(&scene);
-    eventually(ceiling, "the camera sees the driver (entry pace)", || {
-        let s = cam_st.borrow().clone();
-        async move { s.is_some_and(|s| s.entry) }
-    })
-    .await;
-    let req = entry_request(&home, &delivery, local).await;
-    let decision = tokio::time::timeout(ceiling, ts.handle.request_entry(req))
-        .await
-        .expect("a decision");
-    assert!(
-        matches!(decision, EntryDecision::Authorised { .. }),
-        "{decision:?}"
-    );
-    eventually(ceiling, "the bolt retracts", || {
-        let s = lock_st.borrow().clone();
-        async move { s.is_some_and(|s| s.bolt == Bolt::Retracted && s.unlocks == 1) }
-    })
-    .await;
-    walk_through(&scene).await;
+    let delivery = deliver_through(&ts, &home, &scene, &agents).await;
     eventually(
         ceiling,
         "the lock relocks by itself when the door closes",
@@ -142,9 +75,7 @@ async fn paired_agents_make_a_delivery_that_opens_records_and_relocks() {
         "the lock heard its camera over the local link"
     );
 
-    stop_tx.send(true).unwrap();
-    lock_task.await.unwrap().unwrap();
-    cam_task.await.unwrap().unwrap();
+    agents.stop().await;
     ts.stop().await;
 }
 
@@ -157,40 +88,10 @@ async fn the_lock_relocks_with_no_server_and_restarts_from_its_data() {
     let ts = TestServer::start(None).await;
     let home = add_home(&ts.handle).await;
     let scene = SceneDir::open(&ts.path("scene")).unwrap();
-    let (lock_data, cam_data) = (ts.path("lock"), ts.path("camera"));
-    let (stop_tx, stop) = watch::channel(false);
-    let lock_cfg = LockAgentConfig {
-        data: lock_data.clone(),
-        mqtt: ts.mqtt.clone(),
-        id: Some(home.lock.clone()),
-        local: "127.0.0.1:0".parse().unwrap(),
-    };
-    let (lock_st_tx, lock_st) = watch::channel(None);
-    let lock_task = tokio::spawn(doorward_agent::lock_agent::run(
-        lock_cfg.clone(),
-        Box::new(VirtualLock::new(Some(scene.clone()), 100)),
-        stop.clone(),
-        lock_st_tx,
-        say("lock"),
-    ));
-    let local: std::net::SocketAddr = read_when_there(&lock_data.join("local.addr"), ceiling)
-        .await
-        .parse()
-        .unwrap();
-    let (cam_st_tx, cam_st) = watch::channel(None);
-    let cam_task = tokio::spawn(doorward_agent::camera_agent::run(
-        CameraAgentConfig {
-            data: cam_data.clone(),
-            mqtt: ts.mqtt.clone(),
-            id: Some(home.camera.clone()),
-            lock_local: Some(local),
-        },
-        Box::new(VirtualCamera::new(Some(scene.clone()))),
-        stop.clone(),
-        cam_st_tx,
-        say("camera"),
-    ));
-    pair_door(&ts.handle, &home, &cam_data, &lock_data).await;
+    let agents = start_agents(&ts, &home, &scene, None).await;
+    let (lock_st, cam_st, local) = (agents.lock_st.clone(), agents.cam_st.clone(), agents.local);
+    let (lock_cfg, lock_data) = (lock_config(&ts, &home), agents.lock_data.clone());
+    pair_door(&ts.handle, &home, &agents.cam_data, &agents.lock_data).await;
     eventually(ceiling, "the lock syncs its time", || {
         let s = lock_st.borrow().clone();
         async move { s.is_some_and(|s| s.time_synced) }
@@ -225,9 +126,7 @@ async fn the_lock_relocks_with_no_server_and_restarts_from_its_data() {
         }
     })
     .await;
-    stop_tx.send(true).unwrap();
-    lock_task.await.unwrap().unwrap();
-    cam_task.await.unwrap().unwrap();
+    agents.stop().await;
 
     // The lock agent starts again from its data directory: paired, bolt thrown, no code.
     let (stop_tx, stop) = watch::channel(false);

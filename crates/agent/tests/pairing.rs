@@ -28,6 +28,7 @@ async fn wrong_codes_and_keys_are_refused_and_the_right_code_pairs() {
             mqtt: ts.mqtt.clone(),
             id: Some(home.camera.clone()),
             lock_local: None,
+            server_url: None,
         },
         Box::new(VirtualCamera::new(None)),
         stop,

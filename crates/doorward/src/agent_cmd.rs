@@ -9,6 +9,7 @@ use clap::Subcommand;
 use doorward_agent::hardware::{VirtualCamera, VirtualLock};
 use doorward_agent::link::parse_mqtt_url;
 use doorward_agent::scene::SceneDir;
+use doorward_agent::upload::ServerUrl;
 use doorward_agent::{CameraAgentConfig, LockAgentConfig, Say};
 use doorward_proto::Id;
 use tokio::sync::watch;
@@ -60,6 +61,10 @@ pub enum AgentCommand {
         /// The paired lock's local channel, where the camera hands over its checkpoints.
         #[arg(long, default_value = DEFAULT_LOCAL_ADDR)]
         lock_local: SocketAddr,
+        /// The server's HTTP address, e.g. http://127.0.0.1:8080, where the frames behind
+        /// the entry proofs are uploaded (docs/PROTOCOL.md §18); without it, no upload.
+        #[arg(long)]
+        server_url: Option<String>,
     },
 }
 
@@ -140,6 +145,7 @@ pub fn run(cmd: AgentCommand) -> Result<()> {
                 id: given,
                 scene: s,
                 lock_local,
+                server_url,
             } => {
                 let mqtt = parse_mqtt_url(&mqtt).map_err(|e| anyhow::anyhow!("--mqtt {e}"))?;
                 let hw = VirtualCamera::new(scene(s)?);
@@ -149,6 +155,11 @@ pub fn run(cmd: AgentCommand) -> Result<()> {
                     mqtt,
                     id: id(given)?,
                     lock_local: Some(lock_local),
+                    server_url: server_url
+                        .as_deref()
+                        .map(ServerUrl::parse)
+                        .transpose()
+                        .map_err(|e| anyhow::anyhow!("--server-url {e}"))?,
                 };
                 doorward_agent::camera_agent::run(cfg, Box::new(hw), stop, status, say()).await
             }

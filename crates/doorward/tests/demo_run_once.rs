@@ -2,7 +2,8 @@
 //! the lock and camera agents as processes and the real broker, makes one delivery, then runs
 //! S1 and S3, and prints one JSON object. The values are checked for cause and effect (the
 //! alarms each attack must raise, none it must not, never a false "locked", a record that
-//! verifies); latencies are reported, not asserted (the figures belong to BENCHMARKS.md).
+//! verifies, footage uploaded by the camera); latencies are reported, not asserted (the
+//! figures belong to BENCHMARKS.md).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -71,4 +72,18 @@ fn run_once_delivers_raises_the_attacks_alarms_and_its_record_verifies() {
         .filter_map(Result::ok)
         .any(|e| e.path().extension().is_some_and(|x| x == "dwaudit"));
     assert!(exported, "the exported record is kept for a second look");
+    // The camera agent uploaded the delivery's footage to the server (it says so once the
+    // server has stored a segment), and no segment was refused or dropped.
+    let log = std::fs::read_to_string(dir.path().join("demo").join("agents.log")).unwrap();
+    assert!(
+        log.contains("footage uploaded to the server"),
+        "the demo's camera uploads footage:\n{log}"
+    );
+    for bad in [
+        "refused by the server",
+        "upload queue full",
+        "given up after",
+    ] {
+        assert!(!log.contains(bad), "{bad}:\n{log}");
+    }
 }

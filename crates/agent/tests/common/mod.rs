@@ -9,12 +9,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use doorward_agent::hardware::{VirtualCamera, VirtualLock};
 use doorward_agent::scene::SceneDir;
+use doorward_agent::upload::ServerUrl;
+use doorward_agent::{CameraAgentConfig, CameraStatus, LockAgentConfig, LockStatus};
 use doorward_control::{DeliverySetup, EntryRequest, HomePolicy};
+use doorward_control::{EntryDecision, LockValue, Shown};
 use doorward_proto::pairing::{DeviceKind, SetupCode};
 use doorward_proto::{Id, KeyPair, DRIVER_NONCE_CONTEXT};
 use doorward_server::{Database, Handle, Mqtt, PairOptions, ServeConfig, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 pub fn id(s: &str) -> Id {
     Id::new(s).unwrap()
@@ -261,4 +267,237 @@ pub async fn walk_through(scene: &SceneDir) {
 /// Prints agent progress lines with a prefix (visible with --nocapture).
 pub fn say(prefix: &'static str) -> doorward_agent::Say {
     Arc::new(move |l: String| eprintln!("[{prefix}] {l}"))
+}
+
+/// One HTTP/1.0 request to the server's API, with an optional bearer token and JSON body;
+/// the status and the body of the answer.
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    json: Option<&serde_json::Value>,
+) -> (u16, Vec<u8>) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = json.map(|j| j.to_string()).unwrap_or_default();
+    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: test\r\n");
+    if let Some(t) = bearer {
+        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    if json.is_some() {
+        head.push_str("Content-Type: application/json\r\n");
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("an answer within 10 s")
+        .unwrap();
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP answer");
+    let status = String::from_utf8_lossy(&buf[..split])
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, buf[split + 4..].to_vec())
+}
+
+/// A homeowner account with a home added through the API (prepare, then the root's
+/// certificate for the issuing key), a carrier opted in and its driver; returns the home and
+/// the owner's session token.
+pub async fn add_owned_home(ts: &TestServer) -> (Home, String) {
+    let t = tag();
+    let (email, password) = (format!("owner-{t}@example.org"), format!("pw-{t}-{t}"));
+    ts.handle.create_homeowner(&email, &password).await.unwrap();
+    let (code, body) = http(
+        ts.http,
+        "POST",
+        "/api/login",
+        None,
+        Some(&serde_json::json!({"email": email, "password": password})),
+    )
+    .await;
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let token = v["token"].as_str().unwrap().to_owned();
+    let (code, body) = http(ts.http, "POST", "/api/homes/prepare", Some(&token), None).await;
+    assert_eq!(code, 201, "{}", String::from_utf8_lossy(&body));
+    let p: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let home_id = id(p["home"].as_str().unwrap());
+    let issuer = doorward_proto::PubKey::from_hex(p["issuer_key"].as_str().unwrap()).unwrap();
+    let root = KeyPair::generate(&mut rand_core::OsRng);
+    let now = wall_ms();
+    let cert = doorward_proto::Signed::sign(
+        doorward_proto::IssuerCert {
+            home: home_id.clone(),
+            issuer,
+            not_before_ms: now - 60_000,
+            not_after_ms: now + 3_600_000,
+            serial: 1,
+        },
+        &root,
+    );
+    let (code, body) = http(
+        ts.http,
+        "POST",
+        "/api/homes",
+        Some(&token),
+        Some(&serde_json::json!({
+            "home": home_id.as_str(),
+            "root_key": root.public().to_hex(),
+            "cert": hex::encode(doorward_proto::codec::encode(&cert)),
+        })),
+    )
+    .await;
+    assert_eq!(code, 201, "{}", String::from_utf8_lossy(&body));
+    let home = Home {
+        id: home_id,
+        root,
+        lock: id(&format!("lock-{t}")),
+        camera: id(&format!("cam-{t}")),
+        carrier: id(&format!("carrier-{t}")),
+        driver: KeyPair::generate(&mut rand_core::OsRng),
+    };
+    ts.handle
+        .opt_in(home.id.clone(), home.carrier.clone())
+        .await
+        .unwrap();
+    ts.handle
+        .add_driver(home.driver.public(), home.carrier.clone())
+        .await
+        .unwrap();
+    (home, token)
+}
+
+/// How long the shared agent steps wait for each thing they expect.
+const STEP_CEILING: Duration = Duration::from_secs(10);
+
+/// A door's lock and camera agents running in-process against a test server.
+pub struct DoorAgents {
+    pub lock_st: watch::Receiver<Option<LockStatus>>,
+    pub cam_st: watch::Receiver<Option<CameraStatus>>,
+    /// The lock's local channel.
+    pub local: SocketAddr,
+    pub lock_data: PathBuf,
+    pub cam_data: PathBuf,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl DoorAgents {
+    /// Stops both agents and checks that they ended without an error.
+    pub async fn stop(self) {
+        self.stop.send(true).unwrap();
+        for t in self.tasks {
+            t.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// The lock agent's configuration for `home` on `ts` (data in `ts.path("lock")`).
+pub fn lock_config(ts: &TestServer, home: &Home) -> LockAgentConfig {
+    LockAgentConfig {
+        data: ts.path("lock"),
+        mqtt: ts.mqtt.clone(),
+        id: Some(home.lock.clone()),
+        local: "127.0.0.1:0".parse().unwrap(),
+    }
+}
+
+/// Starts `home`'s lock agent (unpaired: its local channel listens at once) and camera agent
+/// on virtual hardware watching `scene`; the camera uploads its footage to `server_url` when
+/// one is given. Neither is paired yet (see [`pair_door`]).
+pub async fn start_agents(
+    ts: &TestServer,
+    home: &Home,
+    scene: &SceneDir,
+    server_url: Option<ServerUrl>,
+) -> DoorAgents {
+    let (lock_data, cam_data) = (ts.path("lock"), ts.path("camera"));
+    let (stop, stop_rx) = watch::channel(false);
+    let (lock_st_tx, lock_st) = watch::channel(None);
+    let lock_task = tokio::spawn(doorward_agent::lock_agent::run(
+        lock_config(ts, home),
+        Box::new(VirtualLock::new(Some(scene.clone()), 100)),
+        stop_rx.clone(),
+        lock_st_tx,
+        say("lock"),
+    ));
+    let local: SocketAddr = read_when_there(&lock_data.join("local.addr"), STEP_CEILING)
+        .await
+        .parse()
+        .unwrap();
+    let (cam_st_tx, cam_st) = watch::channel(None);
+    let cam_task = tokio::spawn(doorward_agent::camera_agent::run(
+        CameraAgentConfig {
+            data: cam_data.clone(),
+            mqtt: ts.mqtt.clone(),
+            id: Some(home.camera.clone()),
+            lock_local: Some(local),
+            server_url,
+        },
+        Box::new(VirtualCamera::new(Some(scene.clone()))),
+        stop_rx,
+        cam_st_tx,
+        say("camera"),
+    ));
+    DoorAgents {
+        lock_st,
+        cam_st,
+        local,
+        lock_data,
+        cam_data,
+        stop,
+        tasks: vec![lock_task, cam_task],
+    }
+}
+
+/// One delivery through paired agents, up to the driver having walked in and out: the camera
+/// in session, the lock shown locked, the delivery scheduled, the driver at the door (the
+/// camera at the entry pace), the entry authorised, the bolt retracted, the door opened and
+/// closed behind the driver. Returns the delivery.
+pub async fn deliver_through(ts: &TestServer, home: &Home, scene: &SceneDir, a: &DoorAgents) -> Id {
+    let ceiling = STEP_CEILING;
+    eventually(ceiling, "the camera opens a session", || {
+        let s = a.cam_st.borrow().clone();
+        async move { s.is_some_and(|s| s.session) }
+    })
+    .await;
+    eventually(ceiling, "the server shows the lock locked", || {
+        let (h, hid) = (ts.handle.clone(), home.id.clone());
+        async move {
+            let s = h.home_state(&hid).await.unwrap().unwrap();
+            s.doors[0].lock.value == Shown::Known(LockValue::Locked)
+        }
+    })
+    .await;
+    let delivery = schedule(&ts.handle, home).await;
+    arrive(scene);
+    eventually(ceiling, "the camera sees the driver (entry pace)", || {
+        let s = a.cam_st.borrow().clone();
+        async move { s.is_some_and(|s| s.entry) }
+    })
+    .await;
+    let req = entry_request(home, &delivery, a.local).await;
+    let decision = tokio::time::timeout(ceiling, ts.handle.request_entry(req))
+        .await
+        .expect("a decision");
+    assert!(
+        matches!(decision, EntryDecision::Authorised { .. }),
+        "{decision:?}"
+    );
+    eventually(ceiling, "the bolt retracts", || {
+        let s = a.lock_st.borrow().clone();
+        async move {
+            s.is_some_and(|s| s.bolt == doorward_proto::Bolt::Retracted && s.unlocks == 1)
+        }
+    })
+    .await;
+    walk_through(scene).await;
+    delivery
 }

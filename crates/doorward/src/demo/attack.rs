@@ -316,34 +316,9 @@ pub async fn delivery(demo: &mut Demo, req: Option<&Request>) -> Result<()> {
     narrate(format!("{}: {}", sc.name(), sc.what()));
     narrate(format!("the homeowner should see: {}", sc.homeowner_sees()));
     // What the homeowner's live view receives meanwhile (the real SSE stream).
-    let seen: std::sync::Arc<std::sync::Mutex<Vec<(Instant, u64, String)>>> = Default::default();
-    let listener = match demo
-        .api
-        .events(
-            &format!("/api/homes/{}/events", demo.home),
-            &crate::client::Auth::Bearer(&demo.token),
-        )
-        .await
-    {
-        Ok(mut stream) => {
-            let seen = seen.clone();
-            Some(tokio::spawn(async move {
-                let mut ids = std::collections::HashSet::new();
-                while let Ok(Some(ev)) = stream.next().await {
-                    // Alarms are re-sent until acknowledged: each counts once.
-                    if ev.name == "alarm" && ids.insert(ev.data["id"].as_u64().unwrap_or(0)) {
-                        let kind = ev.data["kind"].as_str().unwrap_or("?").to_owned();
-                        let raised_ms = ev.data["raised_ms"].as_u64().unwrap_or(0);
-                        seen.lock().unwrap_or_else(|e| e.into_inner()).push((
-                            Instant::now(),
-                            raised_ms,
-                            kind,
-                        ));
-                    }
-                }
-            }))
-        }
-        Err(_) => None,
+    let (seen, listener) = match hear_alarms(demo, false).await {
+        Ok((seen, task)) => (seen, Some(task)),
+        Err(_) => (Default::default(), None),
     };
     let r = run(demo, sc).await;
     if let Some(l) = listener {
@@ -363,16 +338,17 @@ pub async fn delivery(demo: &mut Demo, req: Option<&Request>) -> Result<()> {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .iter()
-                .filter(|(_, raised_ms, _)| *raised_ms >= a.started_ms)
+                .filter(|h| h.raised_ms >= a.started_ms)
                 .cloned()
                 .collect();
             if seen.is_empty() {
                 narrate("the homeowner's live view received no alarm".into());
             }
-            for (at, _, kind) in seen {
-                let ms = at.saturating_duration_since(a.started).as_millis();
+            for h in seen {
+                let ms = h.at.saturating_duration_since(a.started).as_millis();
                 narrate(format!(
-                    "the homeowner's live view received the alarm {kind} ({ms} ms after the attack)"
+                    "the homeowner's live view received the alarm {} ({ms} ms after the attack)",
+                    h.kind
                 ));
             }
             narrate("devices restored; the demo goes on".into());
@@ -380,6 +356,66 @@ pub async fn delivery(demo: &mut Demo, req: Option<&Request>) -> Result<()> {
         Err(e) => narrate(format!("{}: failed: {e:#}", sc.name())),
     }
     r.map(|_| ())
+}
+
+/// An alarm as it arrived on the homeowner's live event stream.
+#[derive(Clone, Debug)]
+pub struct Heard {
+    /// When it arrived here.
+    pub at: Instant,
+    /// When the server raised it (its `raised_ms`, wall clock).
+    pub raised_ms: u64,
+    /// Its kind (`witness_lost`, …).
+    pub kind: String,
+}
+
+/// The alarms heard so far, each once, in order of arrival.
+pub type HeardAlarms = std::sync::Arc<std::sync::Mutex<Vec<Heard>>>;
+
+/// Opens the homeowner's live event stream (the real SSE endpoint) and keeps each alarm that
+/// arrives there, once: alarms are re-sent until acknowledged. With `ack`, each alarm is
+/// acknowledged as it arrives, so it stops being re-sent. The task runs until aborted or the
+/// stream ends.
+pub async fn hear_alarms(
+    demo: &Demo,
+    ack: bool,
+) -> Result<(HeardAlarms, tokio::task::JoinHandle<()>)> {
+    let mut stream = demo
+        .api
+        .events(
+            &format!("/api/homes/{}/events", demo.home),
+            &crate::client::Auth::Bearer(&demo.token),
+        )
+        .await?;
+    let seen = HeardAlarms::default();
+    let (api, token, home) = (demo.api.clone(), demo.token.clone(), demo.home.clone());
+    let heard = seen.clone();
+    let task = tokio::spawn(async move {
+        let mut ids = std::collections::HashSet::new();
+        while let Ok(Some(ev)) = stream.next().await {
+            let at = Instant::now();
+            let id = ev.data["id"].as_u64().unwrap_or(0);
+            if ev.name != "alarm" || !ids.insert(id) {
+                continue;
+            }
+            heard.lock().unwrap_or_else(|e| e.into_inner()).push(Heard {
+                at,
+                raised_ms: ev.data["raised_ms"].as_u64().unwrap_or(0),
+                kind: ev.data["kind"].as_str().unwrap_or("?").to_owned(),
+            });
+            if ack {
+                let _ = api
+                    .call(
+                        "POST",
+                        &format!("/api/homes/{home}/alarms/{id}/ack"),
+                        &crate::client::Auth::Bearer(&token),
+                        None,
+                    )
+                    .await;
+            }
+        }
+    });
+    Ok((seen, task))
 }
 
 /// Runs one delivery under `sc` and restores the devices after it.

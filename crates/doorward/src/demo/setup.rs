@@ -96,6 +96,8 @@ pub struct Demo {
     pub driver: KeyPair,
     /// The lock's id.
     pub lock_id: Id,
+    /// The camera's id.
+    pub camera_id: Id,
     /// The lock's local channel.
     pub local: SocketAddr,
     /// The lock agent.
@@ -108,6 +110,54 @@ pub struct Demo {
     pub server_key: PubKey,
     /// Progress printer.
     pub say: Say,
+}
+
+/// A home's names: its owner's email and its devices' ids (device ids are unique on a
+/// broker, so homes sharing one need their own).
+#[derive(Clone, Debug)]
+pub struct HomeNames {
+    /// The homeowner's email.
+    pub owner_email: String,
+    /// The lock's id.
+    pub lock: String,
+    /// The camera's id.
+    pub camera: String,
+}
+
+impl HomeNames {
+    /// The demo's one home: [`OWNER_EMAIL`], [`LOCK_ID`], [`CAMERA_ID`].
+    pub fn demo() -> HomeNames {
+        HomeNames {
+            owner_email: OWNER_EMAIL.into(),
+            lock: LOCK_ID.into(),
+            camera: CAMERA_ID.into(),
+        }
+    }
+}
+
+/// What a home needs of the server it runs on (the server itself may be owned elsewhere).
+#[derive(Clone)]
+pub struct ServerAt {
+    /// The server's Rust API.
+    pub handle: Handle,
+    /// Its HTTP address.
+    pub http: SocketAddr,
+    /// Its public key.
+    pub server_key: PubKey,
+    /// Its broker's host and port.
+    pub broker: (String, u16),
+}
+
+impl ServerAt {
+    /// Where `server` is.
+    pub fn of(server: &Server) -> ServerAt {
+        ServerAt {
+            handle: server.handle(),
+            http: server.http_addr(),
+            server_key: server.server_key(),
+            broker: server.mqtt_addr(),
+        }
+    }
 }
 
 fn free_or(preferred: Option<SocketAddr>) -> (SocketAddr, bool) {
@@ -211,10 +261,7 @@ impl Demo {
         let server = Server::start_with(cfg, ApiSettings::default())
             .await
             .context("starting the server")?;
-        let handle = server.handle();
-        let http = server.http_addr();
-        let api = Api::at(http);
-        let server_key = server.server_key();
+        let api = Api::at(server.http_addr());
         let broker = server.mqtt_addr();
         say(format!(
             "  server {} (embedded broker mqtt://{}:{})",
@@ -222,13 +269,55 @@ impl Demo {
             broker.0,
             broker.1
         ));
+        Demo::bring_up(o, t0, data, ServerAt::of(&server), kept, &HomeNames::demo())
+            .await
+            .map(|d| Demo {
+                server: Some(server),
+                ..d
+            })
+    }
+
+    /// Adds a home of its own (homeowner, home, lock and camera agents, carrier, driver,
+    /// named by `names`) to a server that runs elsewhere in this process, with `o.data` as the
+    /// home's data directory; the returned demo does not own the server. This is how many
+    /// homes share one server and one broker (`doorward bench`).
+    pub async fn join(server: ServerAt, o: Opts, names: &HomeNames, t0: Instant) -> Result<Demo> {
+        std::fs::create_dir_all(&o.data)
+            .with_context(|| format!("cannot create the data directory {}", o.data.display()))?;
+        let data = o.data.canonicalize()?;
+        Demo::bring_up(o, t0, data, server, None, names).await
+    }
+
+    /// Everything after the server: the tenants (or the kept ones), the agents, pairing.
+    async fn bring_up(
+        o: Opts,
+        t0: Instant,
+        data: PathBuf,
+        server: ServerAt,
+        kept: Option<Kept>,
+        names: &HomeNames,
+    ) -> Result<Demo> {
+        let owner_email = names.owner_email.as_str();
+        let (lock_id, camera_id) = (names.lock.as_str(), names.camera.as_str());
+        let say = o.say.clone();
+        let kept_path = data.join(SETUP_FILE);
+        let ServerAt {
+            handle,
+            http,
+            server_key,
+            broker,
+        } = server;
+        let api = Api::at(http);
 
         // The homeowner and the home, through the API.
-        let kept = match kept {
-            Some(k) => k,
-            None => create_tenants(&handle, &api, &data).await?,
+        // One login per home: the API limits logins per address (homes sharing a server add up).
+        let (kept, token) = match kept {
+            Some(k) => {
+                let token = login_as(&api, owner_email, &k.password).await?;
+                (k, token)
+            }
+            None => create_tenants(&handle, &api, &data, owner_email).await?,
         };
-        let token = login(&api, &kept.password).await?;
         let account = Id::new(kept.account.clone())?;
         let home = Id::new(kept.home.clone())?;
         let link = handle
@@ -241,7 +330,7 @@ impl Demo {
             api.base()
         ));
         say(format!(
-            "  API: {}/api/homes/{} (OpenAPI: {}/api/openapi.json); owner {OWNER_EMAIL}, \
+            "  API: {}/api/homes/{} (OpenAPI: {}/api/openapi.json); owner {owner_email}, \
              password in {}",
             api.base(),
             kept.home,
@@ -279,7 +368,7 @@ impl Demo {
                 "--mqtt".into(),
                 mqtt_url,
                 "--id".into(),
-                LOCK_ID.into(),
+                lock_id.into(),
                 "--local".into(),
                 "127.0.0.1:0".into(),
                 "--scene".into(),
@@ -304,17 +393,20 @@ impl Demo {
                 "--mqtt".into(),
                 format!("mqtt://{}", relay.addr()),
                 "--id".into(),
-                CAMERA_ID.into(),
+                camera_id.into(),
                 "--scene".into(),
                 s(&scene_dir),
                 "--lock-local".into(),
                 local.to_string(),
+                // Footage goes straight to the server's HTTP API, not through the relay.
+                "--server-url".into(),
+                api.base().to_owned(),
             ],
             o.echo.clone(),
         )?;
         let driver = key_file(&data.join(DRIVER_KEY_FILE))?;
         let demo = Demo {
-            server: Some(server),
+            server: None,
             handle,
             api,
             data: data.clone(),
@@ -324,7 +416,8 @@ impl Demo {
             carrier_key: kept.carrier_key.clone(),
             driver_id: kept.driver.clone(),
             driver,
-            lock_id: Id::new(LOCK_ID).expect("a valid id"),
+            lock_id: Id::new(lock_id)?,
+            camera_id: Id::new(camera_id)?,
             local,
             lock,
             camera,
@@ -335,7 +428,7 @@ impl Demo {
         demo.pair(&cam_data, &lock_data).await?;
         demo.wait_locked().await?;
         say(format!(
-            "  the home is ready: lock {LOCK_ID} (pid {}), camera {CAMERA_ID} (pid {}), \
+            "  the home is ready: lock {lock_id} (pid {}), camera {camera_id} (pid {}), \
              carrier {} opted in, {:.1} s after start",
             demo.lock.pid(),
             demo.camera.pid(),
@@ -369,9 +462,9 @@ impl Demo {
             timeout_ms: READY_WAIT_MS,
             ..PairOptions::default()
         };
-        let camera = Id::new(CAMERA_ID).expect("a valid id");
+        let camera = self.camera_id.clone();
         (self.say)(format!(
-            "  pairing camera {CAMERA_ID} with its setup code {cam_code}"
+            "  pairing camera {camera} with its setup code {cam_code}"
         ));
         self.handle
             .pair_device(
@@ -384,7 +477,8 @@ impl Demo {
             .await
             .context("pairing the camera")?;
         (self.say)(format!(
-            "  pairing lock {LOCK_ID} with its setup code {lock_code}, witnessed by {CAMERA_ID}"
+            "  pairing lock {} with its setup code {lock_code}, witnessed by {camera}",
+            self.lock_id
         ));
         self.handle
             .pair_device(
@@ -428,7 +522,8 @@ impl Demo {
             .to_owned())
     }
 
-    async fn wait_locked(&self) -> Result<()> {
+    /// Waits until the API shows the lock locked (at most [`READY_WAIT_MS`]).
+    pub async fn wait_locked(&self) -> Result<()> {
         let t0 = Instant::now();
         loop {
             if self.shown_lock().await? == "locked" {
@@ -446,37 +541,14 @@ impl Demo {
 
     /// The carrier creates a delivery and assigns the driver.
     pub async fn new_delivery(&self) -> Result<Id> {
-        let carrier = Auth::Bearer(&self.carrier_key);
-        let now = wall_ms();
-        let r = self
-            .api
-            .call(
-                "POST",
-                "/api/carrier/deliveries",
-                &carrier,
-                Some(&json!({
-                    "home": self.home.as_str(),
-                    "lock": self.lock_id.as_str(),
-                    "not_before_ms": now.saturating_sub(60_000),
-                    "not_after_ms": now + 3_600_000,
-                })),
-            )
-            .await?
-            .ok("the carrier creating a delivery")?;
-        let d = r.json["delivery"]
-            .as_str()
-            .ok_or_else(|| anyhow::anyhow!("the delivery answer holds no id"))?
-            .to_owned();
-        self.api
-            .call(
-                "POST",
-                &format!("/api/carrier/deliveries/{d}/assign"),
-                &carrier,
-                Some(&json!({"driver": self.driver_id})),
-            )
-            .await?
-            .ok("the carrier assigning the driver")?;
-        Ok(Id::new(d)?)
+        new_delivery(
+            &self.api,
+            &self.carrier_key,
+            &self.home,
+            &self.lock_id,
+            &self.driver_id,
+        )
+        .await
     }
 
     /// Waits until the door's last delivery is over: after the egress the server watches the
@@ -534,17 +606,7 @@ impl Demo {
     /// `driver.key` in the data directory.
     pub async fn replace_driver(&mut self) -> Result<()> {
         let key = KeyPair::generate(&mut rand_core::OsRng);
-        let r = self
-            .api
-            .call(
-                "POST",
-                "/api/carrier/drivers",
-                &Auth::Bearer(&self.carrier_key),
-                Some(&json!({"name": "Demo driver", "key": key.public().to_hex()})),
-            )
-            .await?
-            .ok("the carrier registering another driver")?;
-        let id = r.json["driver"].as_str().unwrap_or_default().to_owned();
+        let id = register_driver(&self.api, &self.carrier_key, "Demo driver", &key).await?;
         write_secret(
             &self.data.join(DRIVER_KEY_FILE),
             &format!("{}\n", hex::encode(&key.seed()[..])),
@@ -578,13 +640,14 @@ impl Demo {
     }
 }
 
-async fn login(api: &Api, password: &str) -> Result<String> {
+/// Logs a homeowner in; returns the session token.
+pub(crate) async fn login_as(api: &Api, email: &str, password: &str) -> Result<String> {
     let r = api
         .call(
             "POST",
             "/api/login",
             &Auth::None,
-            Some(&json!({"email": OWNER_EMAIL, "password": password})),
+            Some(&json!({"email": email, "password": password})),
         )
         .await?
         .ok("logging the homeowner in")?;
@@ -595,25 +658,57 @@ async fn login(api: &Api, password: &str) -> Result<String> {
 }
 
 /// First run: the homeowner and the home (through the API), the carrier opted in, the
-/// driver registered by the carrier.
-async fn create_tenants(handle: &Handle, api: &Api, data: &Path) -> Result<Kept> {
+/// driver registered by the carrier. Returns them and the homeowner's session token.
+async fn create_tenants(
+    handle: &Handle,
+    api: &Api,
+    data: &Path,
+    email: &str,
+) -> Result<(Kept, String)> {
     let password = random_hex(16);
     let account = handle
-        .create_homeowner(OWNER_EMAIL, &password)
+        .create_homeowner(email, &password)
         .await
         .context("creating the homeowner")?;
-    let token = login(api, &password).await?;
+    let token = login_as(api, email, &password).await?;
     let owner = Auth::Bearer(&token);
+    // The home root key stays with the homeowner: here, in the demo's data directory.
+    let root = key_file(&data.join(ROOT_KEY_FILE))?;
+    let (home, events_token) = add_home(api, &owner, &root).await?;
+    let (carrier, carrier_key) = handle
+        .create_carrier("Demo Parcels")
+        .await
+        .context("creating the carrier")?;
+    opt_in(api, &owner, &home, &carrier).await?;
+    let driver = key_file(&data.join(DRIVER_KEY_FILE))?;
+    let driver_id = register_driver(api, &carrier_key, "Dana (demo driver)", &driver).await?;
+    let kept = Kept {
+        password,
+        account: account.to_string(),
+        home: home.to_string(),
+        events_token,
+        carrier: carrier.to_string(),
+        carrier_key,
+        driver: driver_id,
+    };
+    write_secret(
+        &data.join(SETUP_FILE),
+        &serde_json::to_string_pretty(&kept)?,
+    )?;
+    Ok((kept, token))
+}
+
+/// The homeowner (`owner`) reserves a home, certifies the server's issuing key for it with
+/// the home root key `root`, and adds it; returns the home and its event-stream token.
+pub(crate) async fn add_home(api: &Api, owner: &Auth<'_>, root: &KeyPair) -> Result<(Id, String)> {
     let prepared = api
-        .call("POST", "/api/homes/prepare", &owner, None)
+        .call("POST", "/api/homes/prepare", owner, None)
         .await?
         .ok("reserving a home")?
         .json;
     let home = Id::new(prepared["home"].as_str().unwrap_or_default())?;
     let issuer = PubKey::from_hex(prepared["issuer_key"].as_str().unwrap_or_default())
         .ok_or_else(|| anyhow::anyhow!("the server's issuing key does not parse"))?;
-    // The home root key stays with the homeowner: here, in the demo's data directory.
-    let root = key_file(&data.join(ROOT_KEY_FILE))?;
     let now = wall_ms();
     let cert = Signed::sign(
         IssuerCert {
@@ -623,13 +718,13 @@ async fn create_tenants(handle: &Handle, api: &Api, data: &Path) -> Result<Kept>
             not_after_ms: now + 365 * 24 * 3_600_000,
             serial: 1,
         },
-        &root,
+        root,
     );
     let created = api
         .call(
             "POST",
             "/api/homes",
-            &owner,
+            owner,
             Some(&json!({
                 "home": home.as_str(),
                 "root_key": root.public().to_hex(),
@@ -643,40 +738,77 @@ async fn create_tenants(handle: &Handle, api: &Api, data: &Path) -> Result<Kept>
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let (carrier, carrier_key) = handle
-        .create_carrier("Demo Parcels")
-        .await
-        .context("creating the carrier")?;
+    Ok((home, events_token))
+}
+
+/// The homeowner (`owner`) opts `carrier` in for `home` (I9).
+pub(crate) async fn opt_in(api: &Api, owner: &Auth<'_>, home: &Id, carrier: &Id) -> Result<()> {
     api.call(
         "PUT",
         &format!("/api/homes/{home}/carriers/{carrier}"),
-        &owner,
+        owner,
         None,
     )
     .await?
     .ok("opting the carrier in")?;
-    let driver = key_file(&data.join(DRIVER_KEY_FILE))?;
+    Ok(())
+}
+
+/// The carrier (`carrier_key`) registers a driver's key; returns the driver's id.
+pub(crate) async fn register_driver(
+    api: &Api,
+    carrier_key: &str,
+    name: &str,
+    key: &KeyPair,
+) -> Result<String> {
     let r = api
         .call(
             "POST",
             "/api/carrier/drivers",
-            &Auth::Bearer(&carrier_key),
-            Some(&json!({"name": "Dana (demo driver)", "key": driver.public().to_hex()})),
+            &Auth::Bearer(carrier_key),
+            Some(&json!({"name": name, "key": key.public().to_hex()})),
         )
         .await?
-        .ok("the carrier registering its driver")?;
-    let kept = Kept {
-        password,
-        account: account.to_string(),
-        home: home.to_string(),
-        events_token,
-        carrier: carrier.to_string(),
-        carrier_key,
-        driver: r.json["driver"].as_str().unwrap_or_default().to_owned(),
-    };
-    write_secret(
-        &data.join(SETUP_FILE),
-        &serde_json::to_string_pretty(&kept)?,
-    )?;
-    Ok(kept)
+        .ok("the carrier registering a driver")?;
+    Ok(r.json["driver"].as_str().unwrap_or_default().to_owned())
+}
+
+/// The carrier (`carrier_key`) creates a delivery of the next hour at `home`'s `lock` and
+/// assigns it to its driver `driver_id`.
+pub(crate) async fn new_delivery(
+    api: &Api,
+    carrier_key: &str,
+    home: &Id,
+    lock: &Id,
+    driver_id: &str,
+) -> Result<Id> {
+    let carrier = Auth::Bearer(carrier_key);
+    let now = wall_ms();
+    let r = api
+        .call(
+            "POST",
+            "/api/carrier/deliveries",
+            &carrier,
+            Some(&json!({
+                "home": home.as_str(),
+                "lock": lock.as_str(),
+                "not_before_ms": now.saturating_sub(60_000),
+                "not_after_ms": now + 3_600_000,
+            })),
+        )
+        .await?
+        .ok("the carrier creating a delivery")?;
+    let d = r.json["delivery"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("the delivery answer holds no id"))?
+        .to_owned();
+    api.call(
+        "POST",
+        &format!("/api/carrier/deliveries/{d}/assign"),
+        &carrier,
+        Some(&json!({"driver": driver_id})),
+    )
+    .await?
+    .ok("the carrier assigning the driver")?;
+    Ok(Id::new(d)?)
 }

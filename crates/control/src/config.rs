@@ -21,7 +21,8 @@ pub struct Config {
     pub witness_wait_ms: u64,
     /// A bolt report must confirm an unlock or a relock within this long (I6, I12).
     pub confirm_ms: u64,
-    /// Lock and door views older than this during an entry show `Unknown` (I5).
+    /// Lock and door views older than this during the lock's open cycle (from its unlock
+    /// report to its relock report, when it reports at the entry pace) show `Unknown` (I5).
     pub lock_report_fresh_entry_ms: u64,
     /// Lock and door views older than this while idle show `Unknown`: two idle intervals and
     /// a margin, so one lost idle report does not flap the state.

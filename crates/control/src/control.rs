@@ -348,7 +348,7 @@ impl Control {
         self.homes.push(Home {
             id: s.home,
             root: s.root,
-            issuer: s.issuer,
+            issuer_seed: s.issuer.seed(),
             cert: s.cert,
             policy: s.policy,
             carriers: Vec::new(),
@@ -1042,8 +1042,10 @@ impl Control {
         let ls = lock_dev.lock().expect("door slots are locks");
         let cs = cam_dev.camera().expect("a lock's peer is its camera");
         let truthful = guard::enabled(Guard::TruthfulState);
-        let entry = self.authorised_delivery(l).is_some();
-        let lock_fresh = if entry {
+        // The lock reports at the entry pace only during its open cycle (I12); before and
+        // after it, at the idle pace, so the idle bound applies (the relock report is not
+        // "stale" 1 s after the relock).
+        let lock_fresh = if self.open_cycle(l).is_some() {
             self.cfg.lock_report_fresh_entry_ms
         } else {
             self.cfg.lock_report_fresh_idle_ms
@@ -1054,6 +1056,15 @@ impl Control {
             self.cfg.lock_report_fresh_idle_ms
         };
         let contradicted = truthful && ls.scene_disagree;
+        // During an entry the door's state rests on two devices: the lock's report and the
+        // camera watching the door (I4, I5). With the witness silent past its gap, what the
+        // lock alone reports is unproved, so lock and door show Unknown until it is back.
+        let unwitnessed = truthful
+            && self.witnessed_entry(l).is_some()
+            && cs
+                .proof
+                .as_ref()
+                .is_none_or(|p| now_ms.saturating_sub(p.seen.rx_ms) > self.cfg.witness_gap_ms);
 
         let (lock, door) = match &ls.report {
             None => (unknown_view(None), unknown_view(None)),
@@ -1086,13 +1097,13 @@ impl Control {
                         last: Some(reported),
                         age_ms: Some(age),
                     },
-                    _ if stale || contradicted => Shown::Unknown {
+                    _ if stale || contradicted || unwitnessed => Shown::Unknown {
                         last: Some(reported),
                         age_ms: Some(age),
                     },
                     _ => Shown::Known(reported),
                 };
-                let door_value = if stale || contradicted {
+                let door_value = if stale || contradicted || unwitnessed {
                     Shown::Unknown {
                         last: Some(door_v),
                         age_ms: Some(age),

@@ -413,7 +413,8 @@ impl Control {
             not_after_ms: del.not_after_ms,
             max_open_ms: del.max_open_ms,
         };
-        let token = match grant::issue(&spec, &home.issuer, &mut self.rng) {
+        let issuer = doorward_proto::KeyPair::from_seed(&home.issuer_seed);
+        let token = match grant::issue(&spec, &issuer, &mut self.rng) {
             Ok(t) => t,
             Err(_) => {
                 self.requests.insert(

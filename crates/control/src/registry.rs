@@ -204,7 +204,10 @@ pub enum AdminError {
 pub(crate) struct Home {
     pub id: Id,
     pub root: PubKey,
-    pub issuer: KeyPair,
+    /// The issuing key's 32-byte seed, not the key pair: an Ed25519 key pair with its
+    /// expanded public point takes 224 B, and it signs only when a grant is issued (rebuilt
+    /// then, ≈ 15 µs). Zeroed on drop.
+    pub issuer_seed: zeroize::Zeroizing<[u8; 32]>,
     pub cert: Signed<IssuerCert>,
     pub policy: HomePolicy,
     pub carriers: Vec<Id>,

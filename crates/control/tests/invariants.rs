@@ -204,6 +204,47 @@ fn i5_unknown_past_freshness() {
     assert!(w.door().lock.value.known().is_none());
 }
 
+/// Mid-entry the door's state rests on the lock and on the camera watching the door: with the
+/// witness silent past its gap, the lock's own fresh reports are not enough (the app must not
+/// keep showing the door as the lock says while nobody sees it).
+#[test]
+fn i5_unwitnessed_entry_shows_lock_and_door_unknown_until_the_witness_is_back() {
+    let mut w = World::new();
+    open_entry(&mut w);
+    // The camera falls silent; the lock keeps reporting every 125 ms.
+    w.run(375, false, true);
+    assert!(w.door().lock.value.known().is_some());
+    assert!(w.door().door.value.known().is_some());
+    w.run(250, false, true);
+    let d = w.door();
+    match d.lock.value {
+        Shown::Unknown { last, age_ms } => {
+            assert!(last.is_some(), "the last reported value is kept");
+            assert!(
+                age_ms.is_some_and(|a| a <= 125),
+                "the lock's report is fresh: {age_ms:?}"
+            );
+        }
+        v => panic!("expected Unknown while unwitnessed, got {v:?}"),
+    }
+    assert!(d.door.value.known().is_none(), "{:?}", d.door.value);
+    assert!(d.camera.value.known().is_none());
+    // The witness comes back: the lock's reports are proved again.
+    w.run(250, true, true);
+    assert!(w.door().lock.value.known().is_some());
+    assert!(w.door().door.value.known().is_some());
+}
+
+#[test]
+fn i5_guard_off_unwitnessed_entry_keeps_showing_the_locks_word() {
+    let _off = guard::disable(Guard::TruthfulState);
+    let mut w = World::new();
+    open_entry(&mut w);
+    w.run(1_000, false, true);
+    assert!(w.door().lock.value.known().is_some());
+    assert!(w.door().door.value.known().is_some());
+}
+
 #[test]
 fn i5_guard_off_stale_lock_still_shows_locked() {
     let _off = guard::disable(Guard::TruthfulState);

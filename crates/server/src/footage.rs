@@ -178,32 +178,34 @@ impl FootageMetrics {
 
     /// Appends the `doorward_footage_*` series in the Prometheus text format.
     pub fn render(&self, s: &mut String) {
-        let _ = writeln!(
+        render_counters(
             s,
-            "# HELP doorward_footage_uploads_total Segment uploads by result.\n\
-             # TYPE doorward_footage_uploads_total counter"
+            "doorward_footage_uploads_total",
+            "Segment uploads by result.",
+            "result",
+            &self.uploads,
         );
-        for (k, v) in self
-            .uploads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            let _ = writeln!(s, "doorward_footage_uploads_total{{result=\"{k}\"}} {v}");
-        }
-        let _ = writeln!(
+        render_counters(
             s,
-            "# HELP doorward_footage_deleted_total Footage segments deleted, by reason.\n\
-             # TYPE doorward_footage_deleted_total counter"
+            "doorward_footage_deleted_total",
+            "Footage segments deleted, by reason.",
+            "reason",
+            &self.deleted,
         );
-        for (k, v) in self
-            .deleted
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            let _ = writeln!(s, "doorward_footage_deleted_total{{reason=\"{k}\"}} {v}");
-        }
+    }
+}
+
+/// One Prometheus counter family, one series per key of `counts` under `label`.
+fn render_counters<K: std::fmt::Display>(
+    s: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    counts: &Mutex<BTreeMap<K, u64>>,
+) {
+    let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (k, v) in counts.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        let _ = writeln!(s, "{name}{{{label}=\"{k}\"}} {v}");
     }
 }
 
@@ -916,17 +918,47 @@ async fn owner_list(
     })))
 }
 
+/// Up to `max` of `home`'s segments recorded while the door served `delivery`, oldest
+/// first, for the caller if it owns the home (the web app's entries timeline).
+pub(crate) async fn owner_delivery_segments(
+    s: &Arc<Shared>,
+    p: &Principal,
+    home: &str,
+    delivery: &Id,
+    max: usize,
+) -> ApiResult<Vec<FootageSegment>> {
+    let home = owner(s, p, home).await?;
+    let query = FootageQuery {
+        delivery: Some(delivery.clone()),
+        ..FootageQuery::all()
+    };
+    Ok(Handle::from_shared(s.clone())
+        .footage_list(&home, query, max)
+        .await?)
+}
+
+/// The frames of one uploaded segment of `home`, for the caller if it owns the home.
+pub(crate) async fn owner_frames(
+    s: &Arc<Shared>,
+    p: &Principal,
+    home: &str,
+    camera: &str,
+    seq: u64,
+) -> ApiResult<Vec<Vec<u8>>> {
+    let home = owner(s, p, home).await?;
+    let camera = Id::new(camera).map_err(|_| ApiError::not_found("segment"))?;
+    Handle::from_shared(s.clone())
+        .footage_segment(&home, &camera, seq)
+        .await?
+        .ok_or_else(|| ApiError::not_found("segment"))
+}
+
 async fn owner_segment(
     State(s): State<Arc<Shared>>,
     p: Principal,
     Path((home, camera, seq)): Path<(String, String, u64)>,
 ) -> ApiResult<Response> {
-    let home = owner(&s, &p, &home).await?;
-    let camera = Id::new(camera).map_err(|_| ApiError::not_found("segment"))?;
-    let frames = Handle::from_shared(s.clone())
-        .footage_segment(&home, &camera, seq)
-        .await?
-        .ok_or_else(|| ApiError::not_found("segment"))?;
+    let frames = owner_frames(&s, &p, &home, &camera, seq).await?;
     Ok((
         [(header::CONTENT_TYPE, "application/octet-stream")],
         frames.concat(),

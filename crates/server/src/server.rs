@@ -12,7 +12,9 @@ use doorward_control::{
     HomeSetup, HomeState, Input,
 };
 use doorward_proto::{DenyReason, Id, IssuerCert, KeyPair, PubKey, Signed};
-use doorward_store::{FootageQuery, FootageSegment, PgConfig, PgStore, SqliteStore, Store};
+use doorward_store::{
+    FootageQuery, FootageSegment, PgConfig, PgStore, SqliteStore, Store, StoreConfig,
+};
 use rand_core::{OsRng, RngCore};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -79,6 +81,16 @@ impl Server {
 
     /// Starts everything described by `cfg`, the HTTP API with `api`.
     pub async fn start_with(cfg: ServeConfig, api: crate::api::ApiSettings) -> Result<Server> {
+        Self::start_with_store(cfg, api, StoreConfig::default()).await
+    }
+
+    /// [`Server::start_with`], the store's writer with `store` (its limits, and for
+    /// benchmarks [`StoreConfig::bench_fsync_delay_ms`]).
+    pub async fn start_with_store(
+        cfg: ServeConfig,
+        api: crate::api::ApiSettings,
+        store: StoreConfig,
+    ) -> Result<Server> {
         std::fs::create_dir_all(&cfg.data_dir).with_context(|| {
             format!(
                 "cannot create the data directory {}",
@@ -87,7 +99,7 @@ impl Server {
         })?;
         let keystore = Keystore::open(&cfg.data_dir)?;
         let (server_key, server_key_created) = keystore.server_key()?;
-        let store = open_store(&cfg.database).await?;
+        let store = open_store(&cfg.database, store).await?;
 
         let (mqtt_addr, embedded_broker) = match &cfg.mqtt {
             Mqtt::Embedded { listen } => {
@@ -287,18 +299,21 @@ impl Server {
     }
 }
 
-async fn open_store(db: &Database) -> Result<Arc<dyn Store>> {
+async fn open_store(db: &Database, config: StoreConfig) -> Result<Arc<dyn Store>> {
     let db = db.clone();
     tokio::task::spawn_blocking(move || -> Result<Arc<dyn Store>> {
         Ok(match db {
             Database::Sqlite(path) => {
-                Arc::new(SqliteStore::open(&path).with_context(|| {
+                Arc::new(SqliteStore::open_with(&path, config).with_context(|| {
                     format!("cannot open the SQLite database {}", path.display())
                 })?)
             }
             Database::Postgres(url) => Arc::new(
-                PgStore::open(&PgConfig::new(url.clone()))
-                    .with_context(|| "cannot open the PostgreSQL database given by --database")?,
+                PgStore::open(&PgConfig {
+                    store: config,
+                    ..PgConfig::new(url.clone())
+                })
+                .with_context(|| "cannot open the PostgreSQL database given by --database")?,
             ),
         })
     })

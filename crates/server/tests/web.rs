@@ -4,8 +4,11 @@
 //! each step's screenshot saved under target/screenshots/:
 //! log in; a delivery appears live; the camera falls silent (no disconnect) and the alarm
 //! and the camera card's UNKNOWN appear (5 s); the live connection goes silent and the page
-//! says "connection lost"; a live request is approved; a carrier is revoked and its next
-//! request is denied; the record verifies in the page.
+//! says "connection lost"; the entry's footage (uploaded signed by the camera, as the camera
+//! agent does) plays frame by frame in the timeline with the entry's verification mark, and
+//! another homeowner cannot read its frames; a live request is approved; a carrier is revoked,
+//! the page shows when the lock confirmed it, and its next request is denied; a guest with a
+//! weekly schedule is added, listed and revoked; the record verifies in the page.
 //!
 //! Needs /usr/bin/chromium and /usr/bin/chromedriver (`./scripts/test` installs them). Under
 //! CI=true a missing browser fails the test; elsewhere `DOORWARD_SKIP_BROWSER=1` skips it
@@ -19,9 +22,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use apikit::*;
+use doorward_proto::footage::sign_upload;
+use doorward_proto::{Body, Envelope, KeyPair, LockEvent, LockReport};
 use doorward_server::ApiSettings;
+use doorward_store::FootageQuery;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -235,6 +242,96 @@ async fn devices(s: &ApiServer, t: &Tenant) -> (common::LockDev, common::CameraD
     (lock, cam)
 }
 
+/// Waits until the server holds at least `n` footage rows of the tenant's delivery whose
+/// frames the camera kept; returns them with their frames.
+async fn delivery_segments(
+    s: &ApiServer,
+    t: &Tenant,
+    cam: &common::CameraDev,
+    n: usize,
+) -> Vec<(u64, Vec<Vec<u8>>)> {
+    let t0 = Instant::now();
+    loop {
+        let query = FootageQuery {
+            delivery: Some(t.delivery.clone()),
+            ..FootageQuery::all()
+        };
+        let rows = s.handle.footage_list(&t.home, query, 1_000).await.unwrap();
+        let kept = cam.segments.lock().unwrap().clone();
+        let both: Vec<(u64, Vec<Vec<u8>>)> = rows
+            .iter()
+            .filter_map(|r| kept.iter().find(|(q, _)| *q == r.seq).cloned())
+            .collect();
+        if both.len() >= n {
+            return both;
+        }
+        assert!(
+            t0.elapsed() < CEILING,
+            "only {} segments of delivery {} proved with frames within {CEILING:?}",
+            both.len(),
+            t.delivery
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Uploads one segment's frames as the camera agent does: `PUT
+/// /api/devices/{camera}/segments/{seq}` signed by the camera key (docs/PROTOCOL.md §18).
+async fn upload_segment(s: &ApiServer, t: &Tenant, seq: u64, frames: &[Vec<u8>]) -> u16 {
+    let body = frames.concat();
+    let now = wall_ms();
+    let sig = sign_upload(&t.cam_key, &t.cam_id, seq, now, &body);
+    let mut c = tokio::net::TcpStream::connect(s.http).await.unwrap();
+    let head = format!(
+        "PUT /api/devices/{}/segments/{seq} HTTP/1.0\r\nHost: test\r\n\
+         Content-Type: application/octet-stream\r\nDoorward-Timestamp: {now}\r\n\
+         Doorward-Signature: {}\r\nContent-Length: {}\r\n\r\n",
+        t.cam_id,
+        hex::encode(sig.0),
+        body.len()
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    c.write_all(&body).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(CEILING, c.read_to_end(&mut answer))
+        .await
+        .expect("an answer to the upload")
+        .unwrap();
+    String::from_utf8_lossy(&answer)
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The scripted lock applies revocation `epoch` and says so in a signed report, as a real
+/// lock does (`EpochApplied`).
+async fn lock_applies_epoch(lock: &common::LockDev, key: &KeyPair, epoch: u64) {
+    let bytes = {
+        let mut st = lock.state.lock().unwrap();
+        st.seq += 1;
+        Envelope::signed(
+            Body::LockReport(LockReport {
+                lock: lock.id.clone(),
+                seq: st.seq,
+                mono_ms: st.t0.elapsed().as_millis() as u64 + 1_000,
+                bolt: st.bolt,
+                door: st.door,
+                battery_pct: 90,
+                epoch,
+                event: LockEvent::EpochApplied,
+                cycle: st.cycle,
+            }),
+            key,
+        )
+        .to_bytes()
+    };
+    lock.conn_up
+        .publish(lock.up.clone(), rumqttc::QoS::AtLeastOnce, false, bytes)
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn homeowner_web_app_in_chromium() {
     if !browser_or_skip("homeowner_web_app_in_chromium") {
@@ -287,20 +384,30 @@ async fn homeowner_web_app_in_chromium() {
     let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/img");
     std::fs::create_dir_all(&docs).unwrap();
     std::fs::copy(&dash, docs.join("dashboard.png")).unwrap();
+    // The camera has proved some of the entry's footage before it falls silent.
+    let footage = delivery_segments(&s, &a, &cam, 2).await;
 
     // 3. The camera falls silent mid-entry (no disconnect): the alarm and UNKNOWN within 5 s.
     let t0 = Instant::now();
     cam.silent.store(true, std::sync::atomic::Ordering::Relaxed);
     b.until_text("#alarms-live", "Alarm: witness lost", FIVE_S)
         .await;
-    // The camera's card turns UNKNOWN; the lock's stays what the lock's own fresh signed
-    // reports say (the core's view, I5), with its age.
+    // The camera's card turns UNKNOWN, and so does the lock's: an entry nobody witnesses
+    // proves no door state (the core's view, I5).
     b.until_text("#camera-0 .value", "UNKNOWN", FIVE_S).await;
+    b.until_text("#lock-0 .value", "UNKNOWN", FIVE_S).await;
     assert!(t0.elapsed() < FIVE_S, "{:?}", t0.elapsed());
     let basis = b.text("#camera-0 .basis").await;
     assert!(basis.contains("last confirmed"), "{basis}");
+    let lock_basis = b.text("#lock-0 .basis").await;
+    assert!(lock_basis.contains("last confirmed"), "{lock_basis}");
     let action = b.text("#alarms-live .alarm .action").await;
     assert!(action.contains("What to do"), "{action}");
+    b.js(
+        "document.getElementById(arguments[0]).scrollIntoView(); return 1;",
+        "lock-0",
+    )
+    .await;
     b.shot("03-camera-silenced").await;
 
     // 4. The live connection goes silent: "connection lost — states unknown", greyed cards;
@@ -315,10 +422,112 @@ async fn homeowner_web_app_in_chromium() {
     b.shot("04-connection-lost").await;
     s.handle.cut_live_connections(false);
     b.until_banner(false, CEILING).await;
+
+    // 4b. The entry in the timeline: its footage, uploaded signed by the camera, plays frame
+    //     by frame; its record carries a verification mark.
+    for (seq, frames) in &footage {
+        let code = upload_segment(&s, &a, *seq, frames).await;
+        assert!(
+            code == 201 || code == 200,
+            "upload of segment {seq}: {code}"
+        );
+    }
+    let n_frames: usize = footage.iter().map(|(_, f)| f.len()).sum();
+    let entry = format!("li.entry[data-delivery='{}']", a.delivery);
+    let img = format!("{entry} figure.clip img.frame");
+    let entries_url = format!("{base}/homes/{}/entries", a.home);
+    b.c.goto(&entries_url).await.unwrap();
+    // The mark turns to "verifies" once a signed checkpoint covers the entry (every second).
+    let t1 = Instant::now();
+    loop {
+        let mark = b
+            .js(
+                "const e = document.querySelector(arguments[0]); return e ? e.dataset.mark : '';",
+                &format!("{entry} .mark"),
+            )
+            .await;
+        if mark == json!("ok") {
+            break;
+        }
+        assert!(
+            mark == json!("pending") && t1.elapsed() < CEILING,
+            "the entry's mark is {mark} after {:?}",
+            t1.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        b.c.goto(&entries_url).await.unwrap();
+    }
+    let mark = b.text(&format!("{entry} .mark")).await;
+    assert!(mark.contains("Record verifies"), "{mark}");
+    // A frame is shown: a decoded 64×48 picture from this server's footage route, the
+    // player's `want`-th (frames of every uploaded segment, in order).
+    let srcs = b
+        .js(
+            "return document.querySelector(arguments[0]).dataset.srcs;",
+            &format!("{entry} figure.clip"),
+        )
+        .await;
+    let srcs: Vec<String> = srcs
+        .as_str()
+        .unwrap()
+        .split(' ')
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(srcs.len(), n_frames, "{srcs:?}");
+    let shown = "const i = document.querySelector(arguments[0]); \
+                 return i && i.complete ? [i.naturalWidth, i.naturalHeight, i.getAttribute('src')] : null;";
+    let until_frame = |want: usize| {
+        let (b, img, src) = (&b, img.clone(), srcs[want].clone());
+        async move {
+            let t0 = Instant::now();
+            loop {
+                let v = b.js(shown, &img).await;
+                if v == json!([64, 48, src]) {
+                    return src;
+                }
+                assert!(
+                    t0.elapsed() < CEILING,
+                    "frame {want} ({src}) not shown: {v}"
+                );
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
+    };
+    let first = until_frame(0).await;
+    let counter = b.text(&format!("{entry} .counter")).await;
+    assert!(
+        counter.contains(&format!("Frame 1 of {n_frames}")),
+        "{counter} (uploaded {n_frames} frames)"
+    );
+    b.click(&format!("{entry} button.next")).await;
+    let second = until_frame(1).await;
+    b.until_text(&format!("{entry} .counter"), "Frame 2 of", CEILING)
+        .await;
+    let shot = b.shot("04b-entry-footage").await;
+    std::fs::copy(&shot, docs.join("entry.png")).unwrap();
+    // The route answers the owner with the frame's PNG, whose pixels are the camera's.
+    let png = s
+        .call("GET", &first, &a.homeowner(), None)
+        .await
+        .expect(200);
+    assert_eq!(png.headers["content-type"], "image/png");
+    assert_eq!(&png.body[..8], b"\x89PNG\r\n\x1a\n");
+    let row0 = &footage[0].1[0];
+    assert!(
+        png.body.windows(64).any(|w| w == &row0[..64]),
+        "the PNG holds the frame's first row"
+    );
     drop((lock, cam));
 
     // 5. A live request, approved in the page before its deadline.
     let mut t = tenant(&s, "wb").await;
+    // Another homeowner cannot read the first one's frames (I11): not found, like nothing.
+    for path in [&first, &second] {
+        s.call("GET", path, &t.homeowner(), None).await.expect(404);
+        let anon = s.call("GET", path, &Cred::None, None).await;
+        assert_eq!(anon.status, 303, "{}", anon.text());
+        assert_eq!(anon.headers["location"], "/login");
+    }
     b.click("form.logout button").await;
     b.until_path("/login").await;
     b.login(&base, &t.email).await;
@@ -372,8 +581,49 @@ async fn homeowner_web_app_in_chromium() {
         .await
         .unwrap();
     b.click(&format!("#carrier-{} button", r.carrier)).await;
-    b.until_text("#revoked", &format!("Revoked {}", r.carrier), CEILING)
+    b.until_text(
+        "#revoked",
+        &format!("Revoked carrier {}", r.carrier),
+        CEILING,
+    )
+    .await;
+    // Until the lock confirms the new epoch, the page says so; once its signed report holds
+    // it, the page (which keeps asking) says when the revocation reached the lock.
+    b.until_text("#revocations", "not yet confirmed by the lock", CEILING)
         .await;
+    let revs = s
+        .call(
+            "GET",
+            &format!("/api/homes/{}/revocations", r.home),
+            &r.homeowner(),
+            None,
+        )
+        .await
+        .expect(200);
+    let last = revs.json["revocations"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["items"], json!([{"carrier": r.carrier.as_str()}]));
+    assert_eq!(last["acks"], json!([]));
+    let epoch = last["epoch"].as_u64().unwrap();
+    lock_applies_epoch(&lock, &r.lock_key, epoch).await;
+    let shown = b
+        .until_text(
+            "#revocations",
+            &format!("Reached lock {} at", r.lock_id),
+            CEILING,
+        )
+        .await;
+    assert!(shown.contains(&format!("holds epoch {epoch}")), "{shown}");
+    assert!(!shown.contains("not yet confirmed"), "{shown}");
+    b.js(
+        "document.getElementById(arguments[0]).scrollIntoView(); return 1;",
+        "revocations",
+    )
+    .await;
     b.shot("06-revoked").await;
     let body = entry_body(&mut r, &lock);
     let e = s
@@ -391,6 +641,81 @@ async fn homeowner_web_app_in_chromium() {
         .unwrap();
     b.until_text("#timeline", "denied", CEILING).await;
     b.shot("07-denied-after-revoke").await;
+
+    // 6b. A guest with a weekly schedule (every day, 00:00–23:59 UTC): added in the page,
+    //     listed with their visits, then revoked.
+    let guest = KeyPair::generate(&mut r.rng);
+    b.c.goto(&format!("{base}/homes/{}/access", r.home))
+        .await
+        .unwrap();
+    for (css, text) in [
+        ("#g-name", "Gwen"),
+        ("#g-key", &guest.public().to_hex()[..]),
+    ] {
+        b.c.find(Locator::Css(css))
+            .await
+            .unwrap()
+            .send_keys(text)
+            .await
+            .unwrap();
+    }
+    b.click("#g-weekly").await;
+    for d in 0..7 {
+        b.click(&format!("#g-day{d}")).await;
+    }
+    b.js(
+        "document.getElementById('g-daily-start').value = '00:00'; \
+          document.getElementById('g-daily-end').value = '23:59'; return 1;",
+        "",
+    )
+    .await;
+    b.click("#add-guest").await;
+    b.until_text("#guest-added", "Guest Gwen added", CEILING)
+        .await;
+    let listed = b.until_text("#guests", "Gwen", CEILING).await;
+    assert!(listed.contains("active"), "{listed}");
+    let visits = b
+        .js(
+            "return document.querySelectorAll('#guests .visits li').length;",
+            "",
+        )
+        .await;
+    let api = s
+        .call(
+            "GET",
+            &format!("/api/homes/{}/guests", r.home),
+            &r.homeowner(),
+            None,
+        )
+        .await
+        .expect(200);
+    let g = &api.json["guests"][0];
+    assert_eq!(g["name"], "Gwen");
+    assert_eq!(g["key"], guest.public().to_hex());
+    let n = g["visits"].as_array().unwrap().len();
+    assert!(n >= 1, "{api:?}");
+    assert_eq!(visits, json!(n), "the page lists every visit");
+    b.js(
+        "document.getElementById(arguments[0]).scrollIntoView(); return 1;",
+        "guests",
+    )
+    .await;
+    b.shot("06b-guest-added").await;
+    b.click("#guests li.guest form button.deny").await;
+    b.until_text("#revoked", "Revoked guest Gwen", CEILING)
+        .await;
+    let listed = b.until_text("#guests", "revoked", CEILING).await;
+    assert!(!listed.contains("active"), "{listed}");
+    let revs = b
+        .until_text("#revocations", &guest.public().to_hex()[..16], CEILING)
+        .await;
+    assert!(revs.contains("not yet confirmed by the lock"), "{revs}");
+    b.js(
+        "document.getElementById(arguments[0]).scrollIntoView(); return 1;",
+        "revocations",
+    )
+    .await;
+    b.shot("06c-guest-revoked").await;
 
     // 7. The record verifies in the page.
     b.c.goto(&format!("{base}/homes/{}/record", r.home))

@@ -691,6 +691,18 @@ pub async fn deny(
 /// The home's most recent core audit events, oldest first (at most
 /// [`MAX_AUDIT_SCAN_ENTRIES`] entries read).
 pub(crate) async fn recent_events(s: &Arc<Shared>, home: &Id) -> ApiResult<Vec<AuditEvent>> {
+    Ok(recent_indexed_events(s, home)
+        .await?
+        .into_iter()
+        .map(|(_, ev)| ev)
+        .collect())
+}
+
+/// [`recent_events`] with each event's index in the home's audit chain.
+pub(crate) async fn recent_indexed_events(
+    s: &Arc<Shared>,
+    home: &Id,
+) -> ApiResult<Vec<(u64, AuditEvent)>> {
     let (store, home) = (s.store.clone(), home.clone());
     let entries = blocking(move || {
         let head = store.audit_head(&home)?;
@@ -703,7 +715,11 @@ pub(crate) async fn recent_events(s: &Arc<Shared>, home: &Id) -> ApiResult<Vec<A
     Ok(entries
         .into_iter()
         .filter(|e| e.kind == EntryKind::EVENT)
-        .filter_map(|e| codec::decode::<AuditEvent>(&e.payload, MAX_AUDIT_PAYLOAD_BYTES).ok())
+        .filter_map(|e| {
+            codec::decode::<AuditEvent>(&e.payload, MAX_AUDIT_PAYLOAD_BYTES)
+                .ok()
+                .map(|ev| (e.index, ev))
+        })
         .collect())
 }
 
@@ -758,12 +774,12 @@ pub async fn entries(
     Path(home): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let o = own_home(&s, &p, &home).await?;
-    let list: Vec<Value> = recent_events(&s, &o.home)
+    let list: Vec<Value> = recent_indexed_events(&s, &o.home)
         .await?
         .into_iter()
-        .filter_map(|ev| {
+        .filter_map(|(index, ev)| {
             let at = ev.at_ms;
-            Some(match ev.what {
+            let mut v = match ev.what {
                 AuditKind::EntryRequested {
                     request,
                     delivery,
@@ -794,7 +810,9 @@ pub async fn entries(
                     "at_ms": at, "event": "lock_denied", "delivery": delivery.as_str(),
                     "reason": label(&reason)}),
                 _ => return None,
-            })
+            };
+            v["index"] = json!(index);
+            Some(v)
         })
         .collect();
     Ok(Json(json!({"entries": list})))
@@ -892,6 +910,80 @@ pub async fn revoke(
     Ok(Json(
         json!({"revoked": true, "carrier_opted_out": is_carrier, "epoch": epoch}),
     ))
+}
+
+/// `GET /api/homes/{home}/revocations`: the home's recent revocations (newest last), each
+/// with when the server issued it and, per lock, when the lock's own signed report first
+/// showed the new epoch: the lock's acknowledgement, as accepted into the home's record
+/// (the report sent when the lock applies a revocation, `EpochApplied`, is always signed and
+/// recorded). A lock missing from `acks` has not confirmed it yet.
+pub async fn revocations(
+    State(s): State<Arc<Shared>>,
+    p: Principal,
+    Path(home): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let o = own_home(&s, &p, &home).await?;
+    let events = recent_indexed_events(&s, &o.home).await?;
+    Ok(Json(json!({"revocations": revocation_acks(&events)})))
+}
+
+/// What was revoked, as JSON (the body [`revoke`] takes).
+pub fn revoked_json(item: &Revoked) -> Value {
+    match item {
+        Revoked::Carrier(c) => json!({"carrier": c.as_str()}),
+        Revoked::Driver(k) => json!({"driver": k.to_hex()}),
+        Revoked::Grant(g) => json!({"grant": g.to_hex()}),
+    }
+}
+
+/// The revocations among `events` (with their audit indexes, oldest first) and each lock's
+/// first signed report, accepted after the revocation was issued, holding its epoch or a
+/// later one.
+pub(crate) fn revocation_acks(events: &[(u64, AuditEvent)]) -> Vec<Value> {
+    struct Issued {
+        index: u64,
+        at_ms: u64,
+        epoch: u64,
+        items: Vec<Value>,
+        acks: Vec<Value>,
+    }
+    let mut out: Vec<Issued> = Vec::new();
+    for (index, ev) in events {
+        match &ev.what {
+            AuditKind::Revocation { epoch, items } => out.push(Issued {
+                index: *index,
+                at_ms: ev.at_ms,
+                epoch: *epoch,
+                items: items.iter().map(revoked_json).collect(),
+                acks: Vec::new(),
+            }),
+            AuditKind::Accepted {
+                device, envelope, ..
+            } if !out.is_empty() => {
+                let Ok(env) = doorward_proto::Envelope::decode(envelope) else {
+                    continue;
+                };
+                let (doorward_proto::Body::LockReport(r), doorward_proto::Auth::Sig(_)) =
+                    (&env.body, &env.auth)
+                else {
+                    continue;
+                };
+                for rev in out.iter_mut() {
+                    let acked = rev.acks.iter().any(|a| a["lock"] == device.as_str());
+                    if rev.index < *index && r.epoch >= rev.epoch && !acked {
+                        rev.acks.push(json!({
+                            "lock": device.as_str(), "at_ms": ev.at_ms, "seq": r.seq,
+                            "epoch": r.epoch, "event": label(&r.event),
+                        }));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out.into_iter()
+        .map(|r| json!({"epoch": r.epoch, "issued_ms": r.at_ms, "items": r.items, "acks": r.acks}))
+        .collect()
 }
 
 /// A webhook to add.

@@ -7,8 +7,9 @@
 //! same authentication, tenant checks and control-core calls as `/api`), and it shows only
 //! what the control core's [`doorward_control::HomeState`] proves (I5).
 //!
-//! Map: [`pages`] (login, dashboard, entries, alarms, approvals, access, record; the form
-//! actions), [`live`] (the page's event stream: state snapshots that double as heartbeats,
+//! Map: [`pages`] (login, dashboard, entries with their footage and verification marks,
+//! alarms, approvals, access with guests and revocations, record; the form actions),
+//! [`frames`] (recorded frames as PNG pictures for the entries' player), [`live`] (the page's event stream: state snapshots that double as heartbeats,
 //! alarms and approval requests, and the switch that cuts live connections),
 //! [`render`] (the layout and the shared pieces of markup), `static/` (the script and the
 //! style sheet, compiled in with `include_str!`).
@@ -43,6 +44,7 @@ use axum::Router;
 use crate::api::auth::Principal;
 use crate::server::Shared;
 
+pub mod frames;
 pub mod live;
 pub mod pages;
 pub mod render;
@@ -93,6 +95,8 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/homes/{home}/carriers/{carrier}/opt-in", post(p::opt_in))
         .route("/homes/{home}/carriers/{carrier}/revoke", post(p::revoke))
         .route("/homes/{home}/policy", post(p::set_policy))
+        .route("/homes/{home}/guests", post(p::add_guest))
+        .route("/homes/{home}/guests/{guest}/revoke", post(p::revoke_guest))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES));
     let uploads = Router::new()
         .route("/homes/{home}/record/verify", post(p::verify_record))
@@ -108,6 +112,10 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/homes/{home}/access", get(p::access))
         .route("/homes/{home}/record", get(p::record))
         .route("/homes/{home}/live", get(live::stream))
+        .route(
+            "/homes/{home}/footage/{camera}/{seq}/{frame}",
+            get(frames::frame_png),
+        )
         .route("/static/app.js", get(app_js))
         .route("/static/app.css", get(app_css))
         .merge(forms)

@@ -26,7 +26,7 @@ type S = State<Arc<Shared>>;
 
 /// What a page does with an API error: to the login page when the session is gone, else a
 /// page that says what went wrong.
-fn fail(e: ApiError) -> Response {
+pub(crate) fn fail(e: ApiError) -> Response {
     if e.status == StatusCode::UNAUTHORIZED {
         return Redirect::to("/login").into_response();
     }
@@ -38,6 +38,29 @@ macro_rules! api {
         match $e.await {
             Ok(Json(v)) => v,
             Err(e) => return fail(e),
+        }
+    };
+    // A homeowner handler of one home, called as the page's principal.
+    (home $f:path, $s:expr, $p:expr, $home:expr) => {
+        api!($f(State($s.clone()), $p.clone(), Path($home.to_owned())))
+    };
+}
+
+/// The data around a home's page, or the answer to give instead (login, error).
+macro_rules! around {
+    ($s:expr, $p:expr, $home:expr) => {
+        match around($s, $p, $home).await {
+            Ok(a) => a,
+            Err(r) => return r,
+        }
+    };
+}
+
+/// Refuses a form whose CSRF token is not the session's.
+macro_rules! check_csrf {
+    ($p:expr, $token:expr) => {
+        if !csrf_ok($p, $token) {
+            return refused_csrf();
         }
     };
 }
@@ -207,9 +230,7 @@ fn refused_csrf() -> Response {
 
 /// `POST /logout`.
 pub async fn logout(State(s): S, p: Principal, Form(f): Form<TokenForm>) -> Response {
-    if !csrf_ok(&p, f.csrf.as_deref()) {
-        return refused_csrf();
-    }
+    check_csrf!(&p, f.csrf.as_deref());
     match h::logout(State(s), p).await {
         Ok(r) => {
             let mut out = Redirect::to("/login").into_response();
@@ -224,15 +245,8 @@ pub async fn logout(State(s): S, p: Principal, Form(f): Form<TokenForm>) -> Resp
 
 /// `GET /homes/{home}`: the dashboard.
 pub async fn dashboard(State(s): S, p: Principal, Path(home): Path<String>) -> Response {
-    let a = match around(&s, &p, &home).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let st = api!(h::home_state(
-        State(s.clone()),
-        p.clone(),
-        Path(home.clone())
-    ));
+    let a = around!(&s, &p, &home);
+    let st = api!(home h::home_state, s, p, home);
     let content = html! {
         (doors(&st))
         p.note { "Every value rests on a signed report from the device and shows its age; a value \
@@ -294,20 +308,134 @@ struct Story {
     relocked_ms: Option<u64>,
     last_phase: Option<String>,
     grant: Option<String>,
+    /// The audit indexes of its events.
+    first_index: Option<u64>,
+    last_index: Option<u64>,
+}
+
+/// Most segments of one entry its player shows (the rest are in the footage export).
+pub const MAX_CLIP_SEGMENTS: usize = 16;
+
+/// The stretch of the home's record a verification proves: hash-linked from the start and
+/// covered by a signed checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Coverage {
+    /// Entries `[from, to)` verify.
+    Proved {
+        /// First index proved.
+        from: u64,
+        /// First index not proved (entries from here on are newer than the last signed
+        /// checkpoint).
+        to: u64,
+    },
+    /// The record does not verify: nothing in it is vouched for.
+    Broken(String),
+}
+
+impl Coverage {
+    /// What [`doorward_control::audit::verify_export`] said, as the stretch it proves. A record
+    /// whose only failure is that its newest entries await their signed checkpoint proves
+    /// everything before them.
+    pub fn of(
+        r: &Result<doorward_control::audit::VerifyReport, doorward_control::audit::VerifyError>,
+    ) -> Coverage {
+        use doorward_control::audit::{VerifyFailure, VerifyPlace};
+        match r {
+            Ok(v) => Coverage::Proved {
+                from: v.first_index,
+                to: v.first_index + v.entries,
+            },
+            Err(e) => match (&e.place, &e.failure) {
+                (VerifyPlace::End(i), VerifyFailure::Uncovered) => {
+                    Coverage::Proved { from: 0, to: *i }
+                }
+                _ => Coverage::Broken(e.to_string()),
+            },
+        }
+    }
+
+    /// The mark of an entry whose events are at audit indexes `first..=last`.
+    pub fn mark(&self, first: u64, last: u64) -> Mark {
+        match self {
+            Coverage::Proved { from, to } if first >= *from && last < *to => Mark::Verifies,
+            Coverage::Proved { to, .. } if last >= *to => Mark::AwaitingCheckpoint,
+            Coverage::Proved { .. } => Mark::NotInRecord,
+            Coverage::Broken(_) => Mark::Fails,
+        }
+    }
+}
+
+/// Whether one entry's record verifies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mark {
+    /// Its events are hash-linked and covered by a signed checkpoint.
+    Verifies,
+    /// Its newest events are not yet covered by a signed checkpoint.
+    AwaitingCheckpoint,
+    /// Its events are not in the verified export.
+    NotInRecord,
+    /// The record does not verify.
+    Fails,
+}
+
+fn mark_markup(m: Mark) -> Markup {
+    let (class, text) = match m {
+        Mark::Verifies => (
+            "ok",
+            "✓ Record verifies: hash-linked and covered by a signed checkpoint",
+        ),
+        Mark::AwaitingCheckpoint => (
+            "pending",
+            "… Recorded; the next signed checkpoint (within seconds) will cover it",
+        ),
+        Mark::NotInRecord => ("error", "✗ Not in the verified record"),
+        Mark::Fails => ("error", "✗ Record does NOT verify: see Record"),
+    };
+    html! { p.mark.(class) data-mark=(class) { (text) } }
+}
+
+/// An entry's footage: a frame player over its uploaded segments.
+fn clip(home: &str, del: &str, segs: &[doorward_store::FootageSegment]) -> Markup {
+    let uploaded: Vec<&doorward_store::FootageSegment> =
+        segs.iter().filter(|r| r.uploaded_ms.is_some()).collect();
+    let srcs: Vec<String> = uploaded
+        .iter()
+        .flat_map(|r| {
+            (0..r.frames.len())
+                .map(move |i| format!("/homes/{home}/footage/{}/{}/{i}", r.camera, r.seq))
+        })
+        .collect();
+    let waiting = segs.len() - uploaded.len();
+    html! {
+        @if segs.is_empty() {
+            p.nofootage { "No footage: the camera proved no recording for this entry." }
+        } @else if srcs.is_empty() {
+            p.nofootage { (segs.len()) " segment(s) proved by the camera; frames not uploaded yet." }
+        } @else {
+            figure.clip data-srcs=(srcs.join(" ")) {
+                img.frame src=(srcs[0]) width="256" height="192"
+                    alt={ "Frame 1 of " (srcs.len()) " recorded at the door for delivery " (del) };
+                figcaption {
+                    span.counter aria-live="polite" { "Frame 1 of " (srcs.len()) }
+                    " · " (uploaded.len()) " segment(s) from " (uploaded[0].camera.as_str())
+                    ", from " (when(uploaded[0].at_ms))
+                    @if waiting > 0 { " · " (waiting) " more not uploaded yet" }
+                }
+                div.player hidden {
+                    button.prev type="button" aria-label="Previous frame" { "◀" }
+                    button.play type="button" aria-pressed="false" { "Play" }
+                    button.next type="button" aria-label="Next frame" { "▶" }
+                }
+            }
+        }
+    }
 }
 
 /// `GET /homes/{home}/entries`: the timeline of deliveries and visits.
 pub async fn entries(State(s): S, p: Principal, Path(home): Path<String>) -> Response {
-    let a = match around(&s, &p, &home).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let ev = api!(h::entries(State(s.clone()), p.clone(), Path(home.clone())));
-    let dels = api!(h::deliveries(
-        State(s.clone()),
-        p.clone(),
-        Path(home.clone())
-    ));
+    let a = around!(&s, &p, &home);
+    let ev = api!(home h::entries, s, p, home);
+    let dels = api!(home h::deliveries, s, p, home);
     let carriers: HashMap<String, String> = dels["deliveries"]
         .as_array()
         .into_iter()
@@ -332,6 +460,10 @@ pub async fn entries(State(s): S, p: Principal, Path(home): Path<String>) -> Res
                 ..Story::default()
             }
         });
+        if let Some(i) = e["index"].as_u64() {
+            st.first_index = Some(st.first_index.map_or(i, |f| f.min(i)));
+            st.last_index = Some(st.last_index.map_or(i, |l| l.max(i)));
+        }
         let at = e["at_ms"].as_u64();
         match e["event"].as_str().unwrap_or("") {
             "requested" => {
@@ -360,21 +492,37 @@ pub async fn entries(State(s): S, p: Principal, Path(home): Path<String>) -> Res
             _ => {}
         }
     }
-    let verdict = verify_current(&s, &p, &home).await;
-    let verified = matches!(&verdict, Ok(v) if v["verified"] == true);
+    let mut footage = HashMap::new();
+    for del in &order {
+        let Ok(id) = doorward_proto::Id::new(del.as_str()) else {
+            continue;
+        };
+        match crate::footage::owner_delivery_segments(&s, &p, &home, &id, MAX_CLIP_SEGMENTS).await {
+            Ok(rows) => {
+                footage.insert(del.clone(), rows);
+            }
+            Err(e) => return fail(e),
+        }
+    }
+    let coverage = match verify_current(&s, &p, &home).await {
+        Ok(r) => Coverage::of(&r),
+        Err(e) => return fail(e),
+    };
     let content = html! {
         p.verdict {
-            @if verified { "The record these entries come from verifies (hash chain and server signatures)." }
-            @else { "The record these entries come from does NOT verify: see Record." }
+            @match &coverage {
+                Coverage::Proved { to, .. } => { "The record these entries come from verifies up to entry " (to)
+                    " (hash chain and server signatures); each entry says whether it is covered." }
+                Coverage::Broken(why) => { "The record these entries come from does NOT verify (" (why) "): see Record." }
+            }
         }
-        p.note { "Footage: this server does not serve recorded frames yet; each entry shows the \
-            grant its record holds. The camera's proof chain is in the record export." }
         @if order.is_empty() { p { "No entries yet." } }
         ol.timeline #timeline {
             @for del in order.iter().rev() {
                 @let st = &stories[del];
                 li.entry data-delivery=(st.delivery) {
                     h2 { "Delivery " (st.delivery) }
+                    @if let (Some(f), Some(l)) = (st.first_index, st.last_index) { (mark_markup(coverage.mark(f, l))) }
                     dl {
                         dt { "Carrier" } dd { (carriers.get(del).map_or("?", String::as_str)) }
                         dt { "Driver key" } dd.mono { (st.driver.as_deref().map(short).unwrap_or_else(|| "?".into())) }
@@ -389,8 +537,11 @@ pub async fn entries(State(s): S, p: Principal, Path(home): Path<String>) -> Res
                         }
                         dt { "Phase" } dd { (phase_text(st.last_phase.as_deref().unwrap_or(""))) }
                         @if let Some(g) = &st.grant { dt { "Grant" } dd.mono { (g) } }
-                        dt { "Record" } dd { @if verified { "verifies" } @else { "does not verify" } }
+                        @if let (Some(f), Some(l)) = (st.first_index, st.last_index) {
+                            dt { "Record" } dd.mono { "entries " (f) "–" (l) }
+                        }
                     }
+                    (clip(&home, del, footage.get(del).map_or(&[][..], Vec::as_slice)))
                 }
             }
         }
@@ -400,11 +551,8 @@ pub async fn entries(State(s): S, p: Principal, Path(home): Path<String>) -> Res
 
 /// `GET /homes/{home}/alarms`.
 pub async fn alarms(State(s): S, p: Principal, Path(home): Path<String>) -> Response {
-    let a = match around(&s, &p, &home).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let all = api!(h::alarms(State(s.clone()), p.clone(), Path(home.clone())));
+    let a = around!(&s, &p, &home);
+    let all = api!(home h::alarms, s, p, home);
     let closed: Vec<&Value> = all["alarms"]
         .as_array()
         .into_iter()
@@ -429,15 +577,8 @@ pub async fn alarms(State(s): S, p: Principal, Path(home): Path<String>) -> Resp
 
 /// `GET /homes/{home}/approvals`.
 pub async fn approvals(State(s): S, p: Principal, Path(home): Path<String>) -> Response {
-    let a = match around(&s, &p, &home).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let pol = api!(h::get_policy(
-        State(s.clone()),
-        p.clone(),
-        Path(home.clone())
-    ));
+    let a = around!(&s, &p, &home);
+    let pol = api!(home h::get_policy, s, p, home);
     let content = html! {
         @if pol["live_approval"] == true {
             p { "Live approval is on: each arriving driver waits for your answer, shown above as \
@@ -492,18 +633,27 @@ pub async fn access(State(s): S, p: Principal, Path(home): Path<String>) -> Resp
 }
 
 async fn access_page(s: &Arc<Shared>, p: &Principal, home: &str, note: Option<Markup>) -> Response {
-    let a = match around(s, p, home).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let home_s = home.to_owned();
+    let a = around!(s, p, home);
     let dir = api!(h::carrier_directory(State(s.clone()), p.clone()));
-    let mine = api!(h::home_carriers(
-        State(s.clone()),
-        p.clone(),
-        Path(home_s.clone())
-    ));
-    let pol = api!(h::get_policy(State(s.clone()), p.clone(), Path(home_s)));
+    let mine = api!(home h::home_carriers, s, p, home);
+    let pol = api!(home h::get_policy, s, p, home);
+    let guests = api!(home crate::api::guests::list_guests, s, p, home);
+    let revs = api!(home h::revocations, s, p, home);
+    let st = api!(home h::home_state, s, p, home);
+    let locks: Vec<&str> = st["doors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["lock_id"].as_str())
+        .collect();
+    let empty = Vec::new();
+    let revs = revs["revocations"].as_array().unwrap_or(&empty);
+    // A guest is revoked once a revocation names its key.
+    let revoked_keys: Vec<&str> = revs
+        .iter()
+        .flat_map(|r| r["items"].as_array().into_iter().flatten())
+        .filter_map(|i| i["driver"].as_str())
+        .collect();
     let opted: HashMap<&str, bool> = mine["carriers"]
         .as_array()
         .into_iter()
@@ -561,10 +711,366 @@ async fn access_page(s: &Arc<Shared>, p: &Principal, home: &str, note: Option<Ma
                 label for="vacation" { "Vacation mode (no entries at all)" } }
             button #save-policy type="submit" { "Save rules" }
         }
-        h2 { "Guests" }
-        p.note { "Guest access with schedules is not offered by this server yet." }
+        h2 #guests-h { "Guests" }
+        p { "A guest opens the door from their phone with their own key, only within their \
+            schedule, under the same rules as a delivery. Times are UTC." }
+        ul.guests #guests aria-labelledby="guests-h" {
+            @for g in guests["guests"].as_array().into_iter().flatten() {
+                @let id = g["guest"].as_str().unwrap_or("");
+                @let key = g["key"].as_str().unwrap_or("");
+                @let revoked = revoked_keys.contains(&key);
+                li.guest #{ "guest-" (id) } {
+                    span.name { (g["name"].as_str().unwrap_or(id)) }
+                    span.mono { " key " (short(key)) }
+                    @if revoked { span.badge { "revoked" } } @else { span.badge.on { "active" } }
+                    ul.visits {
+                        @for v in g["visits"].as_array().into_iter().flatten() {
+                            li { (when(v["not_before_ms"].as_u64().unwrap_or(0))) " to "
+                                (when(v["not_after_ms"].as_u64().unwrap_or(0))) " · door "
+                                (v["lock"].as_str().unwrap_or("?")) }
+                        }
+                    }
+                    @if !revoked {
+                        form method="post" action={ "/homes/" (home) "/guests/" (id) "/revoke" } {
+                            input type="hidden" name="csrf" value=(csrf);
+                            button.deny type="submit" aria-label={ "Revoke guest " (g["name"].as_str().unwrap_or(id)) " now" } { "Revoke now" }
+                        }
+                    }
+                }
+            }
+        }
+        @if guests["guests"].as_array().is_none_or(Vec::is_empty) { p #no-guests { "No guest yet." } }
+        (guest_form(home, csrf, &locks))
+        h2 #revocations-h { "Revocations" }
+        p { "A revocation takes effect at the server at once; the door's lock enforces it from \
+            the moment it applies the new revocation epoch, which it confirms in a signed report." }
+        (revocation_list(revs, &locks))
     };
     home_page(&a.frame(home), Tab::Access, "Access", content)
+}
+
+/// The form that adds a guest with a schedule.
+fn guest_form(home: &str, csrf: &str, locks: &[&str]) -> Markup {
+    html! {
+        form.guest-form #guest-form method="post" action={ "/homes/" (home) "/guests" } {
+            input type="hidden" name="csrf" value=(csrf);
+            h3 { "Add a guest" }
+            label for="g-name" { "Name" }
+            input #g-name type="text" name="name" required maxlength="64" autocomplete="off";
+            label for="g-key" { "Their phone's key (64 hex digits, shown in their Doorward app)" }
+            input #g-key.mono type="text" name="key" required pattern="[0-9a-fA-F]{64}"
+                autocomplete="off" spellcheck="false";
+            label for="g-lock" { "Door" }
+            @if locks.is_empty() {
+                input #g-lock type="text" name="lock" required;
+            } @else {
+                select #g-lock name="lock" { @for l in locks { option value=(l) { (l) } } }
+            }
+            fieldset {
+                legend { "Schedule" }
+                div.check { input #g-once type="radio" name="kind" value="once" checked;
+                    label for="g-once" { "Once" } }
+                div.check { input #g-weekly type="radio" name="kind" value="weekly";
+                    label for="g-weekly" { "Every week" } }
+                div.check { input #g-range type="radio" name="kind" value="range";
+                    label for="g-range" { "Every day between two dates" } }
+                label for="g-start" { "Once: from (date and time, UTC)" }
+                input #g-start type="datetime-local" name="start";
+                label for="g-end" { "Once: until (date and time, UTC)" }
+                input #g-end type="datetime-local" name="end";
+                p.legend { "Every week: on" }
+                div.days {
+                    @for (i, d) in DAYS.iter().enumerate() {
+                        div.check { input id={ "g-day" (i) } type="checkbox" name={ "day" (i) } value="on";
+                            label for={ "g-day" (i) } { (d) } }
+                    }
+                }
+                label for="g-from-date" { "Between dates: first day" }
+                input #g-from-date type="date" name="from_date";
+                label for="g-until-date" { "Between dates: last day" }
+                input #g-until-date type="date" name="until_date";
+                label for="g-daily-start" { "Every week / between dates: from (UTC)" }
+                input #g-daily-start type="time" name="daily_start";
+                label for="g-daily-end" { "Every week / between dates: until (UTC)" }
+                input #g-daily-end type="time" name="daily_end";
+            }
+            button #add-guest type="submit" { "Add guest" }
+        }
+    }
+}
+
+/// The home's revocations, newest first, each with when each lock confirmed it.
+fn revocation_list(revs: &[Value], locks: &[&str]) -> Markup {
+    let pending = revs.iter().any(|r| {
+        let acks = r["acks"].as_array();
+        locks
+            .iter()
+            .any(|l| !acks.into_iter().flatten().any(|a| a["lock"] == *l))
+    });
+    html! {
+        @if revs.is_empty() { p #no-revocations { "Nothing revoked yet." } }
+        ol.revocations #revocations aria-labelledby="revocations-h" data-pending[pending] {
+            @for r in revs.iter().rev() {
+                li.revocation #{ "revocation-" (r["epoch"]) } {
+                    p { strong { "Epoch " (r["epoch"]) } " · revoked "
+                        @for (i, it) in r["items"].as_array().into_iter().flatten().enumerate() {
+                            @if i > 0 { ", " }
+                            (revoked_text(it))
+                        }
+                        " · sent at " (when(r["issued_ms"].as_u64().unwrap_or(0))) }
+                    ul {
+                        @for l in locks {
+                            @let ack = r["acks"].as_array().into_iter().flatten().find(|a| a["lock"] == *l);
+                            @match ack {
+                                Some(a) => {
+                                    li.acked { "Reached lock " (l) " at " (when(a["at_ms"].as_u64().unwrap_or(0)))
+                                        " (" (age(a["at_ms"].as_u64().unwrap_or(0).saturating_sub(r["issued_ms"].as_u64().unwrap_or(0))))
+                                        " after it was sent; the lock's signed report #" (a["seq"]) " holds epoch " (a["epoch"]) ")" }
+                                }
+                                None => {
+                                    li.unconfirmed { "Lock " (l) ": sent at " (when(r["issued_ms"].as_u64().unwrap_or(0)))
+                                        " — not yet confirmed by the lock" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A revoked item as people read it.
+fn revoked_text(item: &Value) -> Markup {
+    html! {
+        @if let Some(c) = item["carrier"].as_str() { "carrier " (c) }
+        @else if let Some(d) = item["driver"].as_str() { "key " span.mono { (short(d)) } }
+        @else if let Some(g) = item["grant"].as_str() { "grant " span.mono { (short(g)) } }
+    }
+}
+
+/// The guest form.
+#[derive(Deserialize)]
+pub struct GuestForm {
+    csrf: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    lock: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    start: String,
+    #[serde(default)]
+    end: String,
+    day0: Option<String>,
+    day1: Option<String>,
+    day2: Option<String>,
+    day3: Option<String>,
+    day4: Option<String>,
+    day5: Option<String>,
+    day6: Option<String>,
+    #[serde(default)]
+    from_date: String,
+    #[serde(default)]
+    until_date: String,
+    #[serde(default)]
+    daily_start: String,
+    #[serde(default)]
+    daily_end: String,
+}
+
+impl GuestForm {
+    /// The schedule as the guest API takes it.
+    fn schedule(&self) -> Result<Value, String> {
+        let daily = || -> Result<(u32, u32), String> {
+            Ok((
+                parse_hm(&self.daily_start, "from")?,
+                parse_hm(&self.daily_end, "until")?,
+            ))
+        };
+        match self.kind.as_str() {
+            "once" => Ok(json!({
+                "kind": "once",
+                "start_ms": parse_datetime(&self.start, "from")?,
+                "end_ms": parse_datetime(&self.end, "until")?,
+            })),
+            "weekly" => {
+                let days: Vec<u8> = [
+                    &self.day0, &self.day1, &self.day2, &self.day3, &self.day4, &self.day5,
+                    &self.day6,
+                ]
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| d.is_some())
+                .map(|(i, _)| i as u8)
+                .collect();
+                if days.is_empty() {
+                    return Err("choose at least one day of the week".into());
+                }
+                let (a, b) = daily()?;
+                Ok(json!({"kind": "weekly", "days": days, "start_min": a, "end_min": b}))
+            }
+            "range" => {
+                let (a, b) = daily()?;
+                let from = parse_date(&self.from_date, "first day")?;
+                // The last day is included: visits may start until its end.
+                let until = parse_date(&self.until_date, "last day")? + 86_400_000;
+                Ok(json!({"kind": "range", "from_ms": from, "until_ms": until,
+                    "start_min": a, "end_min": b}))
+            }
+            _ => Err("choose once, every week or between dates".into()),
+        }
+    }
+}
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `YYYY-MM-DD` (an `<input type="date">`) as ms since the epoch, UTC midnight.
+fn parse_date(t: &str, what: &str) -> Result<u64, String> {
+    let bad = || format!("{what}: a date such as 2026-05-01");
+    let mut it = t.trim().splitn(3, '-');
+    let (Some(y), Some(m), Some(d)) = (it.next(), it.next(), it.next()) else {
+        return Err(bad());
+    };
+    let (y, m, d): (i64, u32, u32) = (
+        y.parse().map_err(|_| bad())?,
+        m.parse().map_err(|_| bad())?,
+        d.parse().map_err(|_| bad())?,
+    );
+    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return Err(bad());
+    }
+    Ok(days_from_civil(y, m, d) as u64 * 86_400_000)
+}
+
+/// `HH:MM` (an `<input type="time">`) as minutes of the day; `24:00` is the day's end.
+fn parse_hm(t: &str, what: &str) -> Result<u32, String> {
+    let bad = || format!("{what}: a time such as 09:30");
+    let (h, m) = t.trim().split_once(':').ok_or_else(bad)?;
+    let (h, m): (u32, u32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if m >= 60 || h > 24 || (h == 24 && m > 0) {
+        return Err(bad());
+    }
+    Ok(h * 60 + m)
+}
+
+/// `YYYY-MM-DDTHH:MM` (an `<input type="datetime-local">`, read as UTC) as ms since the epoch.
+fn parse_datetime(t: &str, what: &str) -> Result<u64, String> {
+    let (d, hm) = t
+        .trim()
+        .split_once('T')
+        .ok_or_else(|| format!("{what}: a date and time such as 2026-05-01T09:30"))?;
+    // Seconds, if the browser sends them, are dropped.
+    let hm = hm.get(..5).unwrap_or(hm);
+    Ok(parse_date(d, what)? + u64::from(parse_hm(hm, what)?) * 60_000)
+}
+
+/// `POST /homes/{home}/guests`: adds a guest through the guest API.
+pub async fn add_guest(
+    State(s): S,
+    p: Principal,
+    Path(home): Path<String>,
+    Form(f): Form<GuestForm>,
+) -> Response {
+    check_csrf!(&p, f.csrf.as_deref());
+    let not_added = |m: &str| html! { p.error role="alert" { "Guest not added: " (m) } };
+    let schedule = match f.schedule() {
+        Ok(v) => v,
+        Err(m) => return access_page(&s, &p, &home, Some(not_added(&m))).await,
+    };
+    let body = json!({"name": f.name, "key": f.key.trim(), "lock": f.lock, "schedule": schedule});
+    let body: crate::api::guests::NewGuest = match serde_json::from_value(body) {
+        Ok(b) => b,
+        Err(e) => return access_page(&s, &p, &home, Some(not_added(&e.to_string()))).await,
+    };
+    match crate::api::guests::add_guest(
+        State(s.clone()),
+        p.clone(),
+        Path(home.clone()),
+        h::JsonBody(body),
+    )
+    .await
+    {
+        Ok(_) => {
+            let note = html! { p #guest-added { "Guest " (f.name.trim()) " added." } };
+            access_page(&s, &p, &home, Some(note)).await
+        }
+        Err(e) if e.status == StatusCode::UNAUTHORIZED || e.status == StatusCode::NOT_FOUND => {
+            fail(e)
+        }
+        Err(e) => access_page(&s, &p, &home, Some(not_added(&e.message))).await,
+    }
+}
+
+/// `POST /homes/{home}/guests/{guest}/revoke`: revokes the guest's key at the home's locks.
+pub async fn revoke_guest(
+    State(s): S,
+    p: Principal,
+    Path((home, guest)): Path<(String, String)>,
+    Form(f): Form<TokenForm>,
+) -> Response {
+    check_csrf!(&p, f.csrf.as_deref());
+    let list = api!(home crate::api::guests::list_guests, s, p, home);
+    let Some(g) = list["guests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|g| g["guest"] == guest.as_str())
+    else {
+        return fail(ApiError::not_found("guest"));
+    };
+    let name = g["name"].as_str().unwrap_or(&guest).to_owned();
+    revoke_item(
+        &s,
+        &p,
+        &home,
+        json!({"driver": g["key"]}),
+        &format!("guest {name}"),
+    )
+    .await
+}
+
+/// Revokes `item` (the API's revocation body) and shows the access page with what was done.
+async fn revoke_item(
+    s: &Arc<Shared>,
+    p: &Principal,
+    home: &str,
+    item: Value,
+    what: &str,
+) -> Response {
+    let body: h::RevokeBody = match serde_json::from_value(item) {
+        Ok(b) => b,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let r = match h::revoke(
+        State(s.clone()),
+        p.clone(),
+        Path(home.to_owned()),
+        h::JsonBody(body),
+    )
+    .await
+    {
+        Ok(Json(v)) => v,
+        Err(e) => return fail(e),
+    };
+    let note = html! {
+        p #revoked { "Revoked " (what) " at " (when(crate::runtime::wall_ms()))
+            ": the server refuses its requests from now on (revocation epoch " (r["epoch"]) ")." }
+        p { "Sent to the lock: below, each lock shows when it confirmed the new epoch." }
+    };
+    access_page(s, p, home, Some(note)).await
 }
 
 /// `POST /homes/{home}/carriers/{carrier}/opt-in`.
@@ -574,9 +1080,7 @@ pub async fn opt_in(
     Path((home, carrier)): Path<(String, String)>,
     Form(f): Form<TokenForm>,
 ) -> Response {
-    if !csrf_ok(&p, f.csrf.as_deref()) {
-        return refused_csrf();
-    }
+    check_csrf!(&p, f.csrf.as_deref());
     let r = h::opt_in(State(s.clone()), p.clone(), Path((home.clone(), carrier))).await;
     if let Err(e) = r {
         return fail(e);
@@ -591,31 +1095,9 @@ pub async fn revoke(
     Path((home, carrier)): Path<(String, String)>,
     Form(f): Form<TokenForm>,
 ) -> Response {
-    if !csrf_ok(&p, f.csrf.as_deref()) {
-        return refused_csrf();
-    }
-    let body: h::RevokeBody = match serde_json::from_value(json!({ "carrier": carrier })) {
-        Ok(b) => b,
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, &e.to_string()),
-    };
-    let r = match h::revoke(
-        State(s.clone()),
-        p.clone(),
-        Path(home.clone()),
-        h::JsonBody(body),
-    )
-    .await
-    {
-        Ok(Json(v)) => v,
-        Err(e) => return fail(e),
-    };
-    let note = html! {
-        p #revoked { "Revoked " (carrier) " at " (when(crate::runtime::wall_ms()))
-            ": the server refuses its requests from now on (revocation epoch " (r["epoch"]) ")." }
-        p { "When the lock itself learned it is not reported by the lock yet: the lock refuses any \
-            grant of the new epoch's revoked holder when it checks it." }
-    };
-    access_page(&s, &p, &home, Some(note)).await
+    check_csrf!(&p, f.csrf.as_deref());
+    let what = format!("carrier {carrier}");
+    revoke_item(&s, &p, &home, json!({ "carrier": carrier }), &what).await
 }
 
 /// The rules form.
@@ -636,9 +1118,7 @@ pub async fn set_policy(
     Path(home): Path<String>,
     Form(f): Form<PolicyForm>,
 ) -> Response {
-    if !csrf_ok(&p, f.csrf.as_deref()) {
-        return refused_csrf();
-    }
+    check_csrf!(&p, f.csrf.as_deref());
     let mut windows = Vec::new();
     for line in f.windows.lines().filter(|l| !l.trim().is_empty()) {
         match parse_window(line) {
@@ -680,9 +1160,7 @@ pub async fn ack_alarm(
     Path((home, alarm)): Path<(String, String)>,
     Form(f): Form<TokenForm>,
 ) -> Response {
-    if !csrf_ok(&p, f.csrf.as_deref()) {
-        return refused_csrf();
-    }
+    check_csrf!(&p, f.csrf.as_deref());
     if let Err(e) = h::ack_alarm(State(s), p, Path((home.clone(), alarm))).await {
         return fail(e);
     }
@@ -696,9 +1174,7 @@ pub async fn answer_approval(
     Path((home, request, answer)): Path<(String, String, String)>,
     Form(f): Form<TokenForm>,
 ) -> Response {
-    if !csrf_ok(&p, f.csrf.as_deref()) {
-        return refused_csrf();
-    }
+    check_csrf!(&p, f.csrf.as_deref());
     let path = Path((home.clone(), request));
     let r = match answer.as_str() {
         "approve" => h::approve(State(s), p, path).await,
@@ -718,10 +1194,7 @@ pub async fn answer_approval(
 
 /// `GET /homes/{home}/record`.
 pub async fn record(State(s): S, p: Principal, Path(home): Path<String>) -> Response {
-    let a = match around(&s, &p, &home).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+    let a = around!(&s, &p, &home);
     let content = html! {
         p { "Every decision, device report and alarm of this home is in a hash-chained record \
             whose checkpoints the server signs. Download it to keep your own copy; anyone can \
@@ -741,9 +1214,11 @@ pub async fn record(State(s): S, p: Principal, Path(home): Path<String>) -> Resp
     home_page(&a.frame(&home), Tab::Record, "Record", content)
 }
 
-/// Verifies `bytes` as an export against this server's key: the verdict as JSON.
-fn verdict(s: &Shared, bytes: &[u8]) -> Value {
-    match doorward_control::audit::verify_export(bytes, Some(&s.server_key)) {
+type Verified = Result<doorward_control::audit::VerifyReport, doorward_control::audit::VerifyError>;
+
+/// A verification's verdict as JSON.
+fn verdict(r: &Verified) -> Value {
+    match r {
         Ok(r) => json!({
             "verified": true,
             "home": r.home.as_str(),
@@ -761,16 +1236,23 @@ fn verdict(s: &Shared, bytes: &[u8]) -> Value {
     }
 }
 
+/// Verifies `bytes` as an export against this server's key, off the async threads.
+async fn verify_bytes(s: &Arc<Shared>, bytes: Bytes) -> Result<Verified, ApiError> {
+    let key = s.server_key;
+    tokio::task::spawn_blocking(move || {
+        doorward_control::audit::verify_export(&bytes[..], Some(&key))
+    })
+    .await
+    .map_err(ApiError::internal)
+}
+
 /// Exports `home`'s record through the API and verifies it.
-async fn verify_current(s: &Arc<Shared>, p: &Principal, home: &str) -> Result<Value, ApiError> {
+async fn verify_current(s: &Arc<Shared>, p: &Principal, home: &str) -> Result<Verified, ApiError> {
     let r = h::audit_export(State(s.clone()), p.clone(), Path(home.to_owned())).await?;
     let bytes = axum::body::to_bytes(r.into_body(), usize::MAX)
         .await
         .map_err(ApiError::internal)?;
-    let s2 = s.clone();
-    tokio::task::spawn_blocking(move || verdict(&s2, &bytes))
-        .await
-        .map_err(ApiError::internal)
+    verify_bytes(s, bytes).await
 }
 
 /// `POST /homes/{home}/record/verify`: from the page's script, the body is a downloaded
@@ -797,25 +1279,19 @@ pub async fn verify_record(
     if let Err(e) = h::get_policy(State(s.clone()), p.clone(), Path(home.clone())).await {
         return fail(e);
     }
-    let v = if from_script && !body.is_empty() {
-        let s2 = s.clone();
-        match tokio::task::spawn_blocking(move || verdict(&s2, &body)).await {
-            Ok(v) => v,
-            Err(e) => return fail(ApiError::internal(e)),
-        }
+    let checked = if from_script && !body.is_empty() {
+        verify_bytes(&s, body).await
     } else {
-        match verify_current(&s, &p, &home).await {
-            Ok(v) => v,
-            Err(e) => return fail(e),
-        }
+        verify_current(&s, &p, &home).await
+    };
+    let v = match checked {
+        Ok(r) => verdict(&r),
+        Err(e) => return fail(e),
     };
     if from_script {
         return Json(v).into_response();
     }
-    let a = match around(&s, &p, &home).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+    let a = around!(&s, &p, &home);
     let content = html! {
         div #verdict role="status" {
             @if v["verified"] == true {
@@ -841,6 +1317,58 @@ fn serde_urlencoded_token(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_entry_verifies_only_inside_what_the_record_proves() {
+        let proved = Coverage::Proved { from: 0, to: 30 };
+        assert_eq!(proved.mark(17, 25), Mark::Verifies);
+        assert_eq!(proved.mark(17, 30), Mark::AwaitingCheckpoint);
+        let partial = Coverage::Proved { from: 10, to: 30 };
+        assert_eq!(partial.mark(5, 12), Mark::NotInRecord);
+        assert_eq!(Coverage::Broken("x".into()).mark(1, 2), Mark::Fails);
+    }
+
+    #[test]
+    fn verification_results_become_coverage() {
+        use doorward_control::audit::{VerifyError, VerifyFailure, VerifyPlace};
+        // Only the newest entries waiting for their checkpoint: everything before is proved.
+        let tail = Err(VerifyError {
+            place: VerifyPlace::End(12),
+            failure: VerifyFailure::Uncovered,
+        });
+        assert_eq!(Coverage::of(&tail), Coverage::Proved { from: 0, to: 12 });
+        // A broken link anywhere: nothing is vouched for.
+        let broken = Err(VerifyError {
+            place: VerifyPlace::Entry(3),
+            failure: VerifyFailure::BrokenLink,
+        });
+        assert!(matches!(Coverage::of(&broken), Coverage::Broken(_)));
+    }
+
+    #[test]
+    fn guest_schedules_are_read_as_utc() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2024, 1, 1), 19_723);
+        // 2023-11-13 00:00 UTC, a Monday.
+        assert_eq!(parse_date("2023-11-13", "d"), Ok(1_699_833_600_000));
+        assert_eq!(
+            parse_datetime("2023-11-13T09:30", "d"),
+            Ok(1_699_833_600_000 + 570 * 60_000)
+        );
+        assert_eq!(parse_hm("24:00", "t"), Ok(1_440));
+        assert!(parse_hm("24:01", "t").is_err());
+        assert!(parse_date("2023-13-01", "d").is_err());
+        let mut f: GuestForm = serde_json::from_value(json!({"kind": "weekly",
+            "daily_start": "09:00", "daily_end": "10:00", "day0": "on", "day6": "on"}))
+        .unwrap();
+        assert_eq!(
+            f.schedule(),
+            Ok(json!({"kind": "weekly", "days": [0, 6], "start_min": 540, "end_min": 600}))
+        );
+        f.day0 = None;
+        f.day6 = None;
+        assert!(f.schedule().is_err(), "a weekly schedule needs a day");
+    }
 
     #[test]
     fn windows_round_trip() {

@@ -235,9 +235,88 @@
     });
   }
 
+  // The entries page: each entry's frame player. The buttons are reachable with the
+  // keyboard; on the picture, left and right arrows step and space plays or pauses.
+  const PLAY_MS = 125; // 8 frames a second, the camera's pace
+  function players() {
+    document.querySelectorAll('figure.clip').forEach(function (fig) {
+      const srcs = (fig.dataset.srcs || '').split(' ').filter(Boolean);
+      if (srcs.length === 0) return;
+      const img = fig.querySelector('img.frame');
+      const counter = fig.querySelector('.counter');
+      const play = fig.querySelector('button.play');
+      const entry = fig.closest('.entry');
+      const del = entry ? entry.dataset.delivery : '';
+      let i = 0;
+      let timer = null;
+      function show(n) {
+        i = (n + srcs.length) % srcs.length;
+        img.src = srcs[i];
+        img.alt = 'Frame ' + (i + 1) + ' of ' + srcs.length + ' recorded at the door for delivery ' + del;
+        counter.textContent = 'Frame ' + (i + 1) + ' of ' + srcs.length;
+        fig.dataset.frame = String(i);
+      }
+      function stop() {
+        if (timer) clearInterval(timer);
+        timer = null;
+        play.textContent = 'Play';
+        play.setAttribute('aria-pressed', 'false');
+      }
+      function toggle() {
+        if (timer) { stop(); return; }
+        if (i + 1 >= srcs.length) show(0);
+        play.textContent = 'Pause';
+        play.setAttribute('aria-pressed', 'true');
+        timer = setInterval(function () {
+          if (i + 1 >= srcs.length) stop(); else show(i + 1);
+        }, PLAY_MS);
+      }
+      fig.querySelector('button.prev').addEventListener('click', function () { stop(); show(i - 1); });
+      fig.querySelector('button.next').addEventListener('click', function () { stop(); show(i + 1); });
+      play.addEventListener('click', toggle);
+      img.tabIndex = 0;
+      img.addEventListener('keydown', function (e) {
+        if (e.key === 'ArrowLeft') { stop(); show(i - 1); e.preventDefault(); }
+        if (e.key === 'ArrowRight') { stop(); show(i + 1); e.preventDefault(); }
+        if (e.key === ' ') { toggle(); e.preventDefault(); }
+      });
+      fig.querySelector('.player').hidden = false;
+    });
+  }
+
+  // The access page: while a lock has not confirmed a revocation, the list is fetched again
+  // every REFRESH_MS until every lock has.
+  const REFRESH_MS = 2000;
+  function revocationsRefresh() {
+    if (!home || !document.querySelector('#revocations[data-pending]')) return;
+    const timer = setInterval(async function () {
+      const cur = document.getElementById('revocations');
+      if (!cur || !cur.hasAttribute('data-pending')) { clearInterval(timer); return; }
+      try {
+        const r = await fetch('/homes/' + home + '/access', { credentials: 'same-origin' });
+        if (!r.ok) return;
+        const doc = new DOMParser().parseFromString(await r.text(), 'text/html');
+        const next = doc.getElementById('revocations');
+        if (next) cur.replaceWith(document.importNode(next, true));
+      } catch (err) { /* tried again at the next tick */ }
+    }, REFRESH_MS);
+  }
+
   document.addEventListener('DOMContentLoaded', function () {
     verifyForm();
+    players();
+    revocationsRefresh();
     if (!home) return;
+    // A page kept in the back-forward cache would hold its live connection open and use up
+    // the browser's few connections to this server: close it when the page is hidden, and
+    // open it again if the page comes back.
+    window.addEventListener('pagehide', function () {
+      if (source) source.close();
+      source = null;
+    });
+    window.addEventListener('pageshow', function (e) {
+      if (e.persisted) { last = Date.now(); connect(); }
+    });
     connect();
     setInterval(watchdog, 250);
     tick();

@@ -26,6 +26,15 @@ use crate::frame::Frame;
 /// many proofs (about 2 minutes of entry), and a reboot skips at most this many numbers.
 pub const SEQ_RESERVATION_BLOCK: u64 = 1024;
 
+/// Default longest time between signed checkpoints when idle, ms (10 minutes). I10 asks for
+/// one at least every second during an entry and says nothing of idle streams; each idle
+/// checkpoint costs a signature and two verifications (the server's and the lock's), the
+/// larger part of an idle day's CPU. What a longer interval gives up: MAC'd idle proofs
+/// altered under a leaked session key are caught by the next checkpoint, up to this long
+/// later (an entry starts with a checkpoint at once, and ends with one at the next idle
+/// proof).
+pub const DEFAULT_IDLE_CHECKPOINT_INTERVAL_MS: u64 = 600_000;
+
 /// The camera's settings.
 #[derive(Clone, Debug)]
 pub struct CameraConfig {
@@ -43,8 +52,8 @@ pub struct CameraConfig {
     pub idle_proof_interval_ms: u64,
     /// Longest time between signed checkpoints during an entry (I10).
     pub checkpoint_interval_ms: u64,
-    /// Longest time between signed checkpoints when idle; with the default, every idle proof
-    /// comes with one.
+    /// Longest time between signed checkpoints when idle (default
+    /// [`DEFAULT_IDLE_CHECKPOINT_INTERVAL_MS`]); each one comes with an idle proof.
     pub idle_checkpoint_interval_ms: u64,
     /// Frames per second the sensor delivers (informational for drivers of the camera).
     pub fps: u32,
@@ -73,7 +82,7 @@ impl CameraConfig {
             proof_interval_ms: 125,
             idle_proof_interval_ms: 30_000,
             checkpoint_interval_ms: 1_000,
-            idle_checkpoint_interval_ms: 30_000,
+            idle_checkpoint_interval_ms: DEFAULT_IDLE_CHECKPOINT_INTERVAL_MS,
             fps: 8,
             entry_quiet_ms: 10_000,
             idle_frame_interval_ms: 2_000,

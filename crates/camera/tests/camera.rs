@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use doorward_camera::camera::SEQ_RESERVATION_BLOCK;
+use doorward_camera::camera::{DEFAULT_IDLE_CHECKPOINT_INTERVAL_MS, SEQ_RESERVATION_BLOCK};
 use doorward_camera::testkit::*;
 use doorward_camera::{Camera, CameraState, Input, Mode, Output, Refusal};
 use doorward_proto::session::SessionKey;
@@ -110,7 +110,7 @@ fn i4_proofs_every_interval_in_entry_and_idle_mode() {
 }
 
 #[test]
-fn i10_checkpoints_every_second_in_entry_mode_and_with_each_idle_proof() {
+fn i10_checkpoints_every_second_in_entry_mode_and_every_idle_interval() {
     let rig = rig(4);
     let mut h = delivery_harness(&rig, 4);
     let out = h.run_until(T0 + 30_000);
@@ -122,6 +122,38 @@ fn i10_checkpoints_every_second_in_entry_mode_and_with_each_idle_proof() {
         .collect();
     assert!(cps.windows(2).all(|w| w[1] - w[0] <= 1_000), "{cps:?}");
     assert!(cps.len() >= 20);
+    // Idle: the first idle proof closes the entry with a checkpoint; then one comes with the
+    // first idle proof due after each idle checkpoint interval.
+    let every = rig.config.idle_checkpoint_interval_ms;
+    assert_eq!(every, DEFAULT_IDLE_CHECKPOINT_INTERVAL_MS);
+    let idle = h.idle_until(T0 + 30_000 + 3 * every);
+    let cp_times: Vec<u64> = checkpoints(&idle).iter().map(|c| c.0).collect();
+    let proof_times: Vec<u64> = proofs(&idle).iter().map(|p| p.at_ms).collect();
+    let proof_every = rig.config.idle_proof_interval_ms;
+    assert!(
+        proof_times.len() as u64 >= 3 * every / proof_every,
+        "{proof_times:?}"
+    );
+    assert_eq!(cp_times.first(), proof_times.first());
+    assert!(
+        cp_times.iter().all(|t| proof_times.contains(t)),
+        "{cp_times:?}"
+    );
+    assert_eq!(cp_times.len(), 3, "{cp_times:?}");
+    assert!(
+        cp_times
+            .windows(2)
+            .all(|w| (every..every + proof_every).contains(&(w[1] - w[0]))),
+        "{cp_times:?}"
+    );
+}
+
+#[test]
+fn i10_an_idle_checkpoint_interval_of_one_proof_checkpoints_every_idle_proof() {
+    let mut rig = rig(4);
+    rig.config.idle_checkpoint_interval_ms = rig.config.idle_proof_interval_ms;
+    let mut h = delivery_harness(&rig, 4);
+    h.run_until(T0 + 30_000);
     let idle = h.idle_until(T0 + 200_000);
     let cp_times: Vec<u64> = checkpoints(&idle).iter().map(|c| c.0).collect();
     let proof_times: Vec<u64> = proofs(&idle).iter().map(|p| p.at_ms).collect();

@@ -12,6 +12,7 @@ use doorward_proto::KeyPair;
 
 mod agent_cmd;
 mod audit_cmd;
+mod bench;
 mod client;
 mod demo;
 mod driver_cmd;
@@ -61,6 +62,9 @@ enum Command {
     /// Pair a home's lock or camera with the setup code it prints (camera first, then the
     /// lock with --witness CAMERA), through the server's API.
     Pair(pair_cmd::PairArgs),
+    /// Measure every target of BRIEF §7 beside a baseline from the same run (witness loss,
+    /// tap-to-unlock, supervision scale, audit, the lock's decision, the lab's speed).
+    Bench(bench::BenchArgs),
     /// Print build facts: version, protocol version, whether guard switches are compiled in.
     Info,
 }
@@ -109,6 +113,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Agent { command } => agent_cmd::run(command),
         Command::Driver(args) => driver_cmd::run(args),
         Command::Pair(args) => pair_cmd::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Info => {
             println!("doorward {}", env!("CARGO_PKG_VERSION"));
             println!("protocol version {}", doorward_proto::PROTOCOL_VERSION);

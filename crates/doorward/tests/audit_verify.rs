@@ -3,48 +3,24 @@
 
 use std::process::Command;
 
-use doorward_control::audit::{
-    export, genesis_head, AuditChain, AuditConfig, EntryKind, ExportHeader, ExportItem,
-    EXPORT_VERSION,
-};
+use doorward_control::audit::{AuditChain, AuditConfig, EntryKind};
+use doorward_control::bench::export_chain;
 use doorward_proto::{Id, KeyPair};
 
 fn write_export(dir: &std::path::Path, server: &KeyPair) -> (std::path::PathBuf, Vec<usize>) {
-    let home = Id::new("home-1").unwrap();
     let mut chain = AuditChain::new(
-        home.clone(),
+        Id::new("home-1").unwrap(),
         AuditConfig {
             checkpoint_every_entries: 4,
             ..AuditConfig::default()
         },
     );
-    let mut items = Vec::new();
-    for i in 0..10u64 {
+    let entries = (0..10u64).map(|i| {
         let payload = format!("decision {i}").into_bytes();
-        let a = chain
-            .append(
-                1_000 + i,
-                EntryKind::EVENT,
-                Some(Id::new("lock-1").unwrap()),
-                payload,
-                server,
-            )
-            .unwrap();
-        items.push(ExportItem::Entry(a.entry));
-        if let Some(c) = a.checkpoint {
-            items.push(ExportItem::Checkpoint(c));
-        }
-    }
-    items.push(ExportItem::Checkpoint(chain.checkpoint(2_000, server)));
-    let header = ExportHeader {
-        version: EXPORT_VERSION,
-        server: server.public(),
-        home: home.clone(),
-        first_index: 0,
-        first_prev: genesis_head(&home),
-    };
-    let mut bytes = Vec::new();
-    export(&mut bytes, &header, &items).unwrap();
+        let lock = Some(Id::new("lock-1").unwrap());
+        (1_000 + i, EntryKind::EVENT, lock, payload)
+    });
+    let bytes = export_chain(&mut chain, server, entries, 2_000).bytes;
     // Where each entry's payload sits, to flip a byte inside a known entry.
     let offsets = (0..10u64)
         .map(|i| {

@@ -516,3 +516,89 @@ pub fn actuations(outputs: &[Output]) -> Vec<BoltCommand> {
         })
         .collect()
 }
+
+/// The lock's whole decision as a benchmark workload, shared by `cargo bench -p doorward-lock
+/// --bench decision` and `doorward bench`: a booted, time-synchronised lock, one grant, and
+/// for each sample a fresh lock clone with a nonce just issued and the sealed command for it.
+#[derive(Clone, Debug)]
+pub struct DecisionBench {
+    kit: Kit,
+    base: Lock,
+    spec: GrantSpec,
+    token: Vec<u8>,
+    now_ms: u64,
+    /// A complete command, for timing its parts alone.
+    part: UnlockCommand,
+}
+
+impl DecisionBench {
+    /// Sets up a home, a lock and a grant from `rng`.
+    pub fn new(rng: impl CryptoRngCore) -> DecisionBench {
+        let mut h = Harness::new(rng);
+        let (spec, token) = h.fresh_grant();
+        let part = h.command_for(Nonce([1; 32]), &spec, &token);
+        DecisionBench {
+            kit: h.kit,
+            base: h.lock,
+            spec,
+            token,
+            now_ms: h.now_ms,
+            part,
+        }
+    }
+
+    /// One sample's setup (not part of the decision): a clone of the lock that has just
+    /// issued a nonce, and the server's sealed command for that nonce.
+    pub fn prepare(&self, rng: &mut impl CryptoRngCore) -> (Lock, Input) {
+        let mut lock = self.base.clone();
+        let nonce = match &lock.handle(self.now_ms, Input::NonceRequest, rng)[..] {
+            [Output::LocalNonce(n)] => n.body.nonce,
+            other => panic!("expected a nonce, got {other:?}"),
+        };
+        let cmd = self.kit.command(
+            nonce,
+            &self.token,
+            &self.spec,
+            self.kit.server_ms(self.now_ms),
+            lock.epoch(),
+        );
+        (lock, Input::Message(self.kit.seal(&cmd)))
+    }
+
+    /// The decision itself: `lock` handles the command `prepare` made for it. An accepted
+    /// unlock emits exactly the write of its spent grant; anything else panics, so a
+    /// benchmark never times a denial.
+    pub fn decide(&self, lock: &mut Lock, input: Input, rng: &mut impl CryptoRngCore) {
+        let out = lock.handle(self.now_ms, input, rng);
+        assert!(
+            matches!(out[..], [Output::Persist { .. }]),
+            "the decision did not accept: {out:?}"
+        );
+    }
+
+    /// The baseline part: one strict Ed25519 verification (the server's unlock context).
+    pub fn verify_one(&self) -> bool {
+        self.part.context.verify(&self.kit.server.public()).is_ok()
+    }
+
+    /// The other baseline part: the issuer certificate and the biscuit grant alone.
+    pub fn grant_chain(&self) -> bool {
+        let now = self.kit.server_ms(self.now_ms);
+        let Ok(cert) = grant::verify_cert(
+            &self.kit.cert,
+            &self.kit.home_root.public(),
+            &self.kit.home,
+            now,
+        ) else {
+            return false;
+        };
+        grant::verify(
+            &self.token,
+            &cert.issuer,
+            &self.kit.lock,
+            &self.spec.driver,
+            now,
+        )
+        .is_ok()
+    }
+}

@@ -55,6 +55,40 @@ fn i1_without_the_envelope_guard_a_foreign_envelope_is_opened() {
     assert_unlocked(&h.input(Input::Message(bytes)));
 }
 
+/// Why the unlock command keeps its envelope signature although every part is signed on its
+/// own: the context names the grant by id and driver, not by its bytes, and attenuation makes
+/// several valid tokens with one id. A broker that saw the wider token in an earlier command
+/// that was never spent splices it into a later command the server signed for the narrower
+/// one: every part still verifies on its own, and only the envelope's signature (over the
+/// whole body) refuses the splice.
+fn wider_token_spliced_into_a_command(h: &mut H) -> Vec<u8> {
+    let nonce = h.nonce();
+    let (spec, wide) = h.fresh_grant();
+    let narrow = narrowed_to_later(h, &wide);
+    let cmd = h.command_for(nonce, &spec, &narrow);
+    let mut env = Envelope::signed(Body::UnlockCommand(Box::new(cmd)), &h.kit.server);
+    let Body::UnlockCommand(c) = &mut env.body else {
+        unreachable!()
+    };
+    c.grant = wide;
+    env.to_bytes()
+}
+
+#[test]
+fn i2_a_wider_token_spliced_into_a_signed_command_is_denied() {
+    let mut h = harness(13);
+    let bytes = wider_token_spliced_into_a_command(&mut h);
+    assert_denied(&h.input(Input::Message(bytes)), DenyReason::BadSignature);
+}
+
+#[test]
+fn i2_without_the_envelope_guard_a_spliced_wider_token_unlocks() {
+    let mut h = harness(13);
+    let bytes = wider_token_spliced_into_a_command(&mut h);
+    let _off = disable(Guard::EnvelopeAuth);
+    assert_unlocked(&h.input(Input::Message(bytes)));
+}
+
 #[test]
 fn i1_context_for_another_lock_is_denied() {
     let mut h = harness(12);
@@ -483,17 +517,22 @@ fn i2_attenuated_window_is_enforced() {
     let mut h = harness(54);
     let nonce = h.nonce();
     let (spec, token) = h.fresh_grant();
+    let narrow = narrowed_to_later(&mut h, &token);
+    let cmd = h.command_for(nonce, &spec, &narrow);
+    assert_denied(&h.send(&cmd), DenyReason::GrantOutsideWindow);
+}
+
+/// `token` attenuated to a 10-minute window starting 10 minutes from now.
+fn narrowed_to_later(h: &mut H, token: &[u8]) -> Vec<u8> {
     let later = h.kit.server_ms(h.now_ms) + 600_000;
-    let narrow = grant::attenuate_window(
-        &token,
+    grant::attenuate_window(
+        token,
         &h.kit.issuer.public(),
         later,
         later + 600_000,
         &mut h.rng,
     )
-    .unwrap();
-    let cmd = h.command_for(nonce, &spec, &narrow);
-    assert_denied(&h.send(&cmd), DenyReason::GrantOutsideWindow);
+    .unwrap()
 }
 
 /// S9: a carrier the home never opted in mints a token with its own key, once presenting the

@@ -137,7 +137,8 @@ impl Totals {
         }
     }
 
-    fn add(&mut self, o: &Totals) {
+    /// Adds another day's figures.
+    pub fn add(&mut self, o: &Totals) {
         self.proofs_received += o.proofs_received;
         self.lock_messages_received += o.lock_messages_received;
         self.lock_periodic_sent += o.lock_periodic_sent;

@@ -24,6 +24,10 @@ pub struct StoreConfig {
     pub cached_heads_max: usize,
     /// Longest a statement waits for a lock another connection holds, in milliseconds.
     pub busy_timeout_ms: u64,
+    /// For benchmarks only: extra milliseconds every group commit waits, once committed and
+    /// before any of its writes is acknowledged, standing in for a slow disk's fsync. 0 (the
+    /// default) adds nothing; nothing but `doorward bench` should set it.
+    pub bench_fsync_delay_ms: u64,
 }
 
 impl Default for StoreConfig {
@@ -33,6 +37,7 @@ impl Default for StoreConfig {
             batch_max_writes: crate::DEFAULT_BATCH_MAX_WRITES,
             cached_heads_max: crate::DEFAULT_CACHED_HEADS_MAX,
             busy_timeout_ms: crate::DEFAULT_BUSY_TIMEOUT_MS,
+            bench_fsync_delay_ms: 0,
         }
     }
 }

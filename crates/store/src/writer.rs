@@ -302,6 +302,7 @@ impl Queue {
             heads: HashMap::new(),
             cached_heads_max: config.cached_heads_max.max(1),
             batch_max_writes: config.batch_max_writes.max(1),
+            fsync_delay: std::time::Duration::from_millis(config.bench_fsync_delay_ms),
         };
         let thread = std::thread::Builder::new()
             .name(format!("doorward-store-{name}"))
@@ -345,6 +346,8 @@ struct Writer<S> {
     heads: HashMap<Id, ChainHead>,
     cached_heads_max: usize,
     batch_max_writes: usize,
+    /// [`StoreConfig::bench_fsync_delay_ms`]: zero except in benchmarks.
+    fsync_delay: std::time::Duration,
 }
 
 impl<S: Sink> Writer<S> {
@@ -379,7 +382,13 @@ impl<S: Sink> Writer<S> {
         let written = if ops.is_empty() {
             Ok(())
         } else {
-            self.sink.write_batch(&ops)
+            let w = self.sink.write_batch(&ops);
+            if !self.fsync_delay.is_zero() {
+                // Once per group commit, as a slow fsync would be: every write of the batch
+                // waits for it, and so does the next batch.
+                std::thread::sleep(self.fsync_delay);
+            }
+            w
         };
         match written {
             Ok(()) => {

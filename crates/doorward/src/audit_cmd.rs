@@ -145,8 +145,22 @@ fn export(data: &Path, database: Option<&str>, home: &str, output: Option<&Path>
                     .context("cannot open the PostgreSQL database given by --database")?,
             ),
         };
-    if store.audit_head(&home)?.next_index == 0 {
+    let head = store.audit_head(&home)?;
+    if head.next_index == 0 {
         anyhow::bail!("the store holds no record of home {home}");
+    }
+    let covered = head.last_checkpoint.as_ref().map_or(0, |c| c.body.count);
+    if covered == 0 {
+        anyhow::bail!(
+            "no entry of home {home}'s record is covered by a signed checkpoint yet \
+             (a running server signs one within seconds; a stopped one on its next start)"
+        );
+    }
+    if covered < head.next_index {
+        eprintln!(
+            "the export ends at the last signed checkpoint: the {} newest entries wait for the next one",
+            head.next_index - covered
+        );
     }
     let bytes = match output {
         Some(path) => {

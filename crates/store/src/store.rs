@@ -213,25 +213,22 @@ pub trait Store: Send + Sync {
     /// The retention `home` set, if it set one.
     fn footage_retention(&self, home: &Id) -> Result<Option<u32>, StoreError>;
 
-    /// Writes `home`'s whole audit record in the export format of
+    /// Writes `home`'s audit record in the export format of
     /// [`doorward_control::audit::export`], each checkpoint after the entries it covers, for
-    /// `doorward audit verify`. Returns the bytes written. Holds the record in memory while
-    /// it writes.
+    /// `doorward audit verify`. The export ends with the last signed checkpoint: entries
+    /// appended since (at most about a second's worth, see
+    /// [`doorward_control::audit::DEFAULT_CHECKPOINT_EVERY_MS`]) are left for the next
+    /// export, so that an intact record always verifies. Returns the bytes written. Holds the
+    /// record in memory while it writes.
     fn export_audit(
         &self,
         home: &Id,
         server: PubKey,
         out: &mut dyn Write,
     ) -> Result<u64, StoreError> {
-        let mut entries = Vec::new();
-        loop {
-            let page = self.audit_entries(home, entries.len() as u64, MAX_READ_ROWS)?;
-            let done = page.len() < MAX_READ_ROWS;
-            entries.extend(page);
-            if done {
-                break;
-            }
-        }
+        // Checkpoints first, then the entries they cover: entries and checkpoints are read in
+        // separate queries, and a checkpoint appended between them must not end up after
+        // fewer entries than it signs.
         let mut checkpoints = Vec::new();
         loop {
             let from = checkpoints
@@ -248,6 +245,20 @@ pub trait Store: Send + Sync {
             checkpoints.extend(page.into_iter().skip(seen));
             if done {
                 break;
+            }
+        }
+        // Only what a signature covers: a tail awaiting its checkpoint would make the export
+        // fail verification as if someone without the server key had appended it.
+        let covered = checkpoints.last().map_or(0, |c| c.body.count);
+        let mut entries: Vec<AuditEntry> = Vec::new();
+        let mut from = 0;
+        while from < covered {
+            let page = self.audit_entries(home, from, MAX_READ_ROWS)?;
+            let done = page.len() < MAX_READ_ROWS;
+            entries.extend(page.into_iter().take_while(|e| e.index < covered));
+            match entries.last() {
+                Some(e) if !done && e.index >= from => from = e.index + 1,
+                _ => break,
             }
         }
         let mut items = Vec::with_capacity(entries.len() + checkpoints.len());

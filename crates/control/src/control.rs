@@ -1202,6 +1202,13 @@ impl Control {
         Some((self.homes[d.home as usize].id.clone(), d.key))
     }
 
+    /// Whether `device` is a paired lock (the shell acknowledges a lock's reports).
+    pub fn is_lock(&self, device: &Id) -> bool {
+        self.dev_ix
+            .get(device)
+            .is_some_and(|&d| self.devices[d as usize].lock().is_some())
+    }
+
     /// Number of deadlines scheduled (for capacity planning and tests).
     pub fn deadlines(&self) -> usize {
         self.wheel.len()

@@ -24,7 +24,7 @@ use doorward_control::audit::{
 };
 use doorward_control::{
     Admin, AdminError, AlarmNotice, AuditEvent, AuditKind, Control, EntryDecision, EntryRequest,
-    HomeState, Input, Output,
+    HomeState, Input, Output, RejectReason,
 };
 use doorward_proto::{DenyReason, Id, KeyPair};
 use doorward_store::{Pending, Store};
@@ -563,26 +563,36 @@ impl Runtime {
 
     /// A lock's state-change report is acknowledged (`Ack`, docs/PROTOCOL.md §6.11) with this
     /// batch's effects, i.e. once it is durable here: the lock keeps it in its outbox until
-    /// then and sends it again after a reconnect. Routine messages are not acknowledged.
+    /// then and sends it again after a reconnect. Routine messages are not acknowledged. A
+    /// lock's newest report received again (its acknowledgement was lost) is acknowledged
+    /// again, or the lock would send it every second until its next state change.
     fn ack(&mut self, ev: &AuditEvent, batch: &mut Batch) {
-        let AuditKind::Accepted {
-            device,
-            seq,
-            envelope,
-            routine: false,
-            ..
-        } = &ev.what
-        else {
-            return;
+        let (device, seq) = match &ev.what {
+            AuditKind::Accepted {
+                device,
+                seq,
+                envelope,
+                routine: false,
+                ..
+            } if doorward_proto::Envelope::decode(envelope)
+                .is_ok_and(|e| matches!(e.body, doorward_proto::Body::LockReport(_))) =>
+            {
+                (device, *seq)
+            }
+            AuditKind::Rejected {
+                from,
+                reason: RejectReason::Duplicate,
+                seq: Some(seq),
+                ..
+            } if self.control.is_lock(from) => (from, *seq),
+            _ => return,
         };
-        let is_report = doorward_proto::Envelope::decode(envelope)
-            .is_ok_and(|e| matches!(e.body, doorward_proto::Body::LockReport(_)));
-        if *seq == 0 || !is_report {
+        if seq == 0 {
             return;
         }
         let ack = doorward_proto::Ack {
             device: device.clone(),
-            seq: *seq,
+            seq,
         };
         let env = doorward_proto::Envelope::signed(doorward_proto::Body::Ack(ack), &self.key);
         batch.actions.push(Action::Publish {

@@ -199,3 +199,38 @@ async fn oversized_and_malformed_messages_are_dropped_and_counted_mosquitto() {
         oversized_and_malformed_messages_are_dropped_and_counted(Broker::Mosquitto).await;
     }
 }
+
+/// A lock whose acknowledgement was lost sends its newest report again: the server drops the
+/// copy without an alarm and acknowledges it again, so that the lock stops re-sending it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lock_report_received_twice_is_acknowledged_again_without_an_alarm() {
+    let ts = TestServer::start(Broker::Embedded).await;
+    let home = provision(&ts.handle).await;
+    let mut lock = Mqttc::connect(&ts.mqtt, &home.id, &home.lock_id).await;
+    let mut sim = LockSim {
+        seq: 0,
+        t0: std::time::Instant::now(),
+        bolt: Bolt::Thrown,
+        door: Door::Closed,
+        cycle: None,
+    };
+    let boot = sim.report(&home.lock_id, &home.lock_key, LockEvent::Boot);
+    for copy in ["the report", "its copy"] {
+        lock.send(boot.clone()).await;
+        let ack = loop {
+            let bytes = tokio::time::timeout(CEILING, lock.down.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no acknowledgement of {copy} within {CEILING:?}"))
+                .expect("the down topic is open");
+            let env = Envelope::decode(&bytes).expect("the server's message decodes");
+            if let Body::Ack(a) = env.body {
+                break a;
+            }
+        };
+        assert_eq!((ack.device.as_str(), ack.seq), (home.lock_id.as_str(), 1));
+    }
+    let s = ts.handle.home_state(&home.id).await.unwrap().unwrap();
+    assert!(s.open_alarms.is_empty(), "{:?}", s.open_alarms);
+    assert!(s.doors[0].lock.evidence.is_some(), "the report is evidence");
+    ts.stop().await;
+}

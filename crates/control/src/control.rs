@@ -39,6 +39,8 @@ pub(crate) enum Timer {
     Watch(u32),
     /// An unacknowledged alarm is due again.
     Resend(u64),
+    /// A delivery's window ends: if nobody was let in, it is over.
+    Expire(u32),
 }
 
 /// One delivery in flight.
@@ -481,6 +483,7 @@ impl Control {
             }
         };
         self.delivery_ix.insert(s.delivery.clone(), slot);
+        self.wheel.schedule(Timer::Expire(slot), s.not_after_ms);
         let change = RegistryChange::DeliveryScheduled {
             delivery: s.delivery,
             lock: s.lock,
@@ -647,6 +650,7 @@ impl Control {
             Timer::Request(r) => self.on_request_deadline(now_ms, r, out),
             Timer::Egress(d) => self.on_egress_deadline(now_ms, d, out),
             Timer::Watch(d) => self.finish(now_ms, d, out),
+            Timer::Expire(d) => self.on_window_end(now_ms, d, out),
             Timer::Resend(id) => {
                 if let Some(a) = self.alarms.get_mut(&id) {
                     a.notice.sent += 1;
@@ -965,13 +969,40 @@ impl Control {
         } else {
             Phase::Incident
         };
+        self.end(now_ms, d, phase, out);
+    }
+
+    /// Delivery `d`'s window ended. Without an unlock it is over (Expired), so that missed
+    /// deliveries do not pile up against `max_deliveries_in_flight`; a request still waiting
+    /// for its approval or witness is given until its own deadline (checked again every
+    /// second); an entry under way ends by its own course.
+    fn on_window_end(&mut self, now_ms: u64, d: u32, out: &mut Vec<Output>) {
+        let Some(del) = self.deliveries[d as usize].as_ref() else {
+            return;
+        };
+        if !matches!(del.phase, Phase::Scheduled | Phase::AtDoor) || del.run.is_some() {
+            return;
+        }
+        let waiting = self.devices[del.lock as usize]
+            .lock()
+            .is_some_and(|l| l.active == Some(d));
+        if waiting {
+            self.wheel.schedule(Timer::Expire(d), now_ms + 1_000);
+            return;
+        }
+        self.end(now_ms, d, Phase::Expired, out);
+    }
+
+    /// Ends delivery `d` in the finished `phase`: records it, frees its slot and its lock,
+    /// and keeps its outcome among the recently finished.
+    pub(crate) fn end(&mut self, now_ms: u64, d: u32, phase: Phase, out: &mut Vec<Output>) {
         self.set_phase(now_ms, d, phase, out);
         let Some(del) = self.deliveries[d as usize].take() else {
             return;
         };
         self.free_deliveries.push(d);
         self.delivery_ix.remove(&del.id);
-        for t in [Timer::Egress(d), Timer::Watch(d)] {
+        for t in [Timer::Egress(d), Timer::Watch(d), Timer::Expire(d)] {
             self.wheel.cancel(&t);
         }
         let l = del.lock;

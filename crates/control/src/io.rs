@@ -177,6 +177,9 @@ pub enum Phase {
     /// Finished with alarms.
     #[n(7)]
     Incident,
+    /// Finished without an entry: the window ended with nobody let in.
+    #[n(8)]
+    Expired,
 }
 
 /// Why a device message was dropped.

@@ -147,14 +147,10 @@ impl Control {
                     ls.active = Some(d);
                 }
             }
-            Phase::Done | Phase::Incident => {
+            Phase::Done | Phase::Incident | Phase::Expired => {
                 self.restoring.phase_ms.remove(&d);
-                let id = del.id.clone();
                 let mut dropped = Vec::new();
-                self.finish(at, d, &mut dropped);
-                if let Some(v) = self.finished.get_mut(&id) {
-                    v.phase = phase;
-                }
+                self.end(at, d, phase, &mut dropped);
                 return;
             }
         }

@@ -400,3 +400,84 @@ fn max_recent_hellos_forgets_the_oldest() {
     let out = w.proof();
     assert!(rejected(&out).is_empty(), "{:?}", rejected(&out));
 }
+
+/// A delivery for `w`'s lock, carrier and driver with the window `T0..not_after_ms`.
+fn delivery(w: &World, name: &str, not_after_ms: u64) -> DeliverySetup {
+    DeliverySetup {
+        delivery: id(name),
+        home: w.home.clone(),
+        lock: w.lock.id.clone(),
+        carrier: w.carrier.clone(),
+        driver: w.driver.public(),
+        not_before_ms: T0,
+        not_after_ms,
+        max_open_ms: None,
+    }
+}
+
+#[test]
+fn a_delivery_whose_window_ends_without_an_entry_expires_and_leaves_the_deliveries_in_flight() {
+    let mut w = small(|c| c.max_deliveries_in_flight = 1);
+    let first = w.delivery.clone();
+    let second = delivery(&w, "d-2", T0 + 10 * 3_600_000);
+    assert!(matches!(
+        w.c.admin(w.now, Admin::Schedule(second.clone())),
+        Err(AdminError::Limit { .. })
+    ));
+    // The window is T0 .. T0 + 4 h, and nobody comes.
+    w.idle(4 * 3_600_000 - 1);
+    assert_eq!(w.phase(), Phase::Scheduled);
+    let out = w.idle(1);
+    assert_eq!(w.phase(), Phase::Expired);
+    assert!(audits(&out).iter().any(|a| matches!(
+        &a.what,
+        AuditKind::Phase { delivery, phase: Phase::Expired } if *delivery == first
+    )));
+    // Its place is free, and it lets nobody in.
+    w.admin(Admin::Schedule(second));
+    let out = w.request_entry();
+    assert_eq!(denied(&out), Some(DenyReason::DeliveryUnknown));
+    assert_eq!(w.phase(), Phase::Expired);
+}
+
+#[test]
+fn a_delivery_whose_window_ends_during_its_entry_ends_by_its_entry() {
+    let mut w = World::new();
+    let short = delivery(&w, "d-short", T0 + 1_000);
+    w.admin(Admin::Schedule(short));
+    w.delivery = id("d-short");
+    // Authorised inside the window; the entry runs past its end.
+    w.enter_and_relock();
+    assert!(w.now > T0 + 1_000);
+    assert_ne!(w.phase(), Phase::Expired);
+    w.run(250, true, false);
+    w.idle(31_000);
+    assert_eq!(w.phase(), Phase::Done);
+    assert!(!w
+        .log
+        .iter()
+        .any(|o| matches!(o, Output::Audit(a) if matches!(a.what, AuditKind::Phase { phase: Phase::Expired, .. }))));
+}
+
+#[test]
+fn a_window_that_ended_while_the_server_was_down_expires_on_resume() {
+    let mut w = World::new();
+    w.idle(5 * 3_600_000);
+    assert_eq!(w.phase(), Phase::Expired);
+    // A restart replays the schedule, then the record: the delivery stays over.
+    w.restart(true);
+    assert_eq!(w.phase(), Phase::Expired);
+    assert!(w.c.delivery(&w.delivery).is_some());
+    // Down across the window's end: the resume ends it.
+    let mut w = World::new();
+    w.now += 5 * 3_600_000;
+    let out = w.restart(true);
+    assert!(audits(&out).iter().any(|a| matches!(
+        a.what,
+        AuditKind::Phase {
+            phase: Phase::Expired,
+            ..
+        }
+    )));
+    assert_eq!(w.phase(), Phase::Expired);
+}

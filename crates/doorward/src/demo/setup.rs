@@ -559,7 +559,7 @@ impl Demo {
         loop {
             let st = self.state().await?;
             let d = &st["doors"][0]["delivery"];
-            if d.is_null() || matches!(d["phase"].as_str(), Some("done" | "incident")) {
+            if d.is_null() || matches!(d["phase"].as_str(), Some("done" | "incident" | "expired")) {
                 return Ok(());
             }
             if !told {

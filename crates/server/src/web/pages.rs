@@ -293,6 +293,7 @@ pub fn phase_text(p: &str) -> &'static str {
         "egress_witnessed" => "driver seen leaving",
         "done" => "done",
         "incident" => "ended with an alarm",
+        "expired" => "window ended without an entry",
         _ => "in progress",
     }
 }

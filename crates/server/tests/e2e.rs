@@ -107,13 +107,7 @@ async fn i10_forged_report_is_rejected_and_alarmed(broker: Broker) {
     let mut sse = Sse::open(ts.http, &home.id, &home.token).await;
     let forger = Mqttc::connect(&ts.mqtt, &home.id, &home.lock_id).await;
     let wrong = KeyPair::generate(&mut home.rng);
-    let mut sim = LockSim {
-        seq: 0,
-        t0: std::time::Instant::now(),
-        bolt: Bolt::Thrown,
-        door: Door::Closed,
-        cycle: None,
-    };
+    let mut sim = LockSim::booted();
     forger
         .send(sim.report(&home.lock_id, &wrong, LockEvent::Boot))
         .await;
@@ -163,13 +157,7 @@ async fn oversized_and_malformed_messages_are_dropped_and_counted(broker: Broker
     })
     .await;
     assert_eq!(http_get(ts.http, "/healthz", None).await.0, 200);
-    let mut sim = LockSim {
-        seq: 0,
-        t0: std::time::Instant::now(),
-        bolt: Bolt::Thrown,
-        door: Door::Closed,
-        cycle: None,
-    };
+    let mut sim = LockSim::booted();
     conn.send(sim.report(&home.lock_id, &home.lock_key, LockEvent::Boot))
         .await;
     let (h, hid) = (ts.handle.clone(), home.id.clone());
@@ -207,13 +195,7 @@ async fn a_lock_report_received_twice_is_acknowledged_again_without_an_alarm() {
     let ts = TestServer::start(Broker::Embedded).await;
     let home = provision(&ts.handle).await;
     let mut lock = Mqttc::connect(&ts.mqtt, &home.id, &home.lock_id).await;
-    let mut sim = LockSim {
-        seq: 0,
-        t0: std::time::Instant::now(),
-        bolt: Bolt::Thrown,
-        door: Door::Closed,
-        cycle: None,
-    };
+    let mut sim = LockSim::booted();
     let boot = sim.report(&home.lock_id, &home.lock_key, LockEvent::Boot);
     for copy in ["the report", "its copy"] {
         lock.send(boot.clone()).await;

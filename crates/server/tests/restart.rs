@@ -88,13 +88,7 @@ async fn i5_a_message_accepted_before_a_restart_is_a_replay_after_it() {
     let ts = TestServer::start(Broker::Embedded).await;
     let home = provision(&ts.handle).await;
     let conn = Mqttc::connect(&ts.mqtt, &home.id, &home.lock_id).await;
-    let mut sim = LockSim {
-        seq: 0,
-        t0: std::time::Instant::now(),
-        bolt: doorward_proto::Bolt::Thrown,
-        door: doorward_proto::Door::Closed,
-        cycle: None,
-    };
+    let mut sim = LockSim::booted();
     let first = sim.report(
         &home.lock_id,
         &home.lock_key,

@@ -122,13 +122,7 @@ fn of_kind(got: &Arc<Mutex<Vec<Got>>>, kind: &str) -> Vec<Got> {
 async fn forge_report(ts: &TestServer, home: &mut Home) {
     let forger = Mqttc::connect(&ts.mqtt, &home.id, &home.lock_id).await;
     let wrong = KeyPair::generate(&mut home.rng);
-    let mut sim = LockSim {
-        seq: 0,
-        t0: std::time::Instant::now(),
-        bolt: Bolt::Thrown,
-        door: Door::Closed,
-        cycle: None,
-    };
+    let mut sim = LockSim::booted();
     forger
         .send(sim.report(&home.lock_id, &wrong, LockEvent::Boot))
         .await;

@@ -413,6 +413,17 @@ pub struct LockSim {
 }
 
 impl LockSim {
+    /// A lock just booted: bolt thrown, door closed, nothing sent yet.
+    pub fn booted() -> LockSim {
+        LockSim {
+            seq: 0,
+            t0: Instant::now(),
+            bolt: Bolt::Thrown,
+            door: Door::Closed,
+            cycle: None,
+        }
+    }
+
     pub fn report(&mut self, lock: &Id, key: &KeyPair, event: LockEvent) -> Vec<u8> {
         self.seq += 1;
         let body = Body::LockReport(LockReport {
@@ -433,13 +444,7 @@ impl LockSim {
 impl LockDev {
     pub async fn start(mqtt: &(String, u16), home: &Home) -> LockDev {
         let mut conn = Mqttc::connect(mqtt, &home.id, &home.lock_id).await;
-        let state = Arc::new(Mutex::new(LockSim {
-            seq: 0,
-            t0: Instant::now(),
-            bolt: Bolt::Thrown,
-            door: Door::Closed,
-            cycle: None,
-        }));
+        let state = Arc::new(Mutex::new(LockSim::booted()));
         let (id, key) = (home.lock_id.clone(), home.lock_key.clone());
         let boot = state.lock().unwrap().report(&id, &key, LockEvent::Boot);
         conn.send(boot).await;

@@ -1016,6 +1016,33 @@ pub fn verify_export<R: Read>(
     input: R,
     expected_server: Option<&PubKey>,
 ) -> Result<VerifyReport, VerifyError> {
+    verify_export_proving(input, expected_server).result
+}
+
+/// [`verify_export`]'s verdict, and what it proved before its first problem.
+#[derive(Debug)]
+pub struct Verification {
+    /// The verdict, as [`verify_export`] gives it.
+    pub result: Result<VerifyReport, VerifyError>,
+    /// The entries `[start, end)` that are hash-linked and covered by a checkpoint whose
+    /// signature verified, before the first problem (for a verified export: all of them).
+    /// Tampering after a verified checkpoint leaves what it covers proved. `None` when no
+    /// checkpoint verified.
+    pub proven: Option<std::ops::Range<u64>>,
+}
+
+/// [`verify_export`], also saying which entries are proved when the export does not verify.
+pub fn verify_export_proving<R: Read>(input: R, expected_server: Option<&PubKey>) -> Verification {
+    let mut proven = None;
+    let result = verify_frames(input, expected_server, &mut proven);
+    Verification { result, proven }
+}
+
+fn verify_frames<R: Read>(
+    input: R,
+    expected_server: Option<&PubKey>,
+    proven: &mut Option<std::ops::Range<u64>>,
+) -> Result<VerifyReport, VerifyError> {
     let header_err = |failure| VerifyError {
         place: VerifyPlace::Header,
         failure,
@@ -1148,6 +1175,9 @@ pub fn verify_export<R: Read>(
                 anchored = true;
                 covered = true;
                 saw_checkpoint = true;
+                if next_index > header.first_index {
+                    *proven = Some(header.first_index..next_index);
+                }
                 report.checkpoints += 1;
                 report.last_checkpoint_ms = cp.body.time_ms;
             }
@@ -1443,6 +1473,40 @@ mod tests {
             }
         }
         assert!(checked > 9 * 40);
+    }
+
+    #[test]
+    fn an_edited_entry_leaves_what_earlier_checkpoints_cover_proved() {
+        // 9 entries, checkpoints of counts 4, 8 and 9.
+        let k = key(1);
+        let (h, items) = build(9, &k);
+        let good = bytes(&h, &items);
+        let whole = verify_export_proving(&good[..], Some(&k.public()));
+        assert_eq!(whole.proven, Some(0..9));
+        assert!(whole.result.is_ok());
+        for (body, index) in frames(&good) {
+            let Some(index) = index else { continue };
+            let mut bad = good.clone();
+            bad[body.end - 1] ^= 0x01;
+            let v = verify_export_proving(&bad[..], Some(&k.public()));
+            assert_eq!(v.result.unwrap_err().index(), Some(index));
+            let expected = match index {
+                0..4 => None,
+                4..8 => Some(0..4),
+                _ => Some(0..8),
+            };
+            assert_eq!(v.proven, expected, "entry {index} edited");
+        }
+        // A forged checkpoint proves nothing: what it would cover stays unproved.
+        let mut forged = items.clone();
+        let pos = entry_pos(&forged, 3) + 1;
+        let ExportItem::Checkpoint(cp) = &mut forged[pos] else {
+            panic!("a checkpoint follows entry 3")
+        };
+        cp.sig.0[10] ^= 1;
+        let v = verify_export_proving(&bytes(&h, &forged)[..], Some(&k.public()));
+        assert!(v.result.is_err());
+        assert_eq!(v.proven, None);
     }
 
     #[test]

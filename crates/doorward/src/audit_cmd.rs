@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use doorward_control::audit::verify_export;
+use doorward_control::audit::verify_export_proving;
 use doorward_proto::{Id, PubKey};
 use doorward_server::config::{Database, SQLITE_FILE};
 use doorward_store::{PgConfig, PgStore, SqliteStore, Store};
@@ -65,7 +65,8 @@ pub fn run(command: AuditCommand) -> Result<()> {
                 .transpose()?;
             let f = std::fs::File::open(&file)
                 .with_context(|| format!("cannot open {}", file.display()))?;
-            match verify_export(BufReader::new(f), expected.as_ref()) {
+            let v = verify_export_proving(BufReader::new(f), expected.as_ref());
+            match v.result {
                 Ok(r) => {
                     println!("verified: {}", file.display());
                     println!("  home          {}", r.home);
@@ -95,6 +96,13 @@ pub fn run(command: AuditCommand) -> Result<()> {
                         None => println!("  the header is bad"),
                     }
                     println!("  {e}");
+                    if let Some(r) = v.proven {
+                        println!(
+                            "  entries {} to {} are still covered by a verified checkpoint",
+                            r.start,
+                            r.end - 1
+                        );
+                    }
                     std::process::exit(EXIT_NOT_VERIFIED.into())
                 }
             }

@@ -1,5 +1,5 @@
 //! `doorward audit verify` accepts an export and names the first bad entry of a copy with one
-//! byte flipped.
+//! byte flipped, and the entries a verified checkpoint still covers.
 
 use std::process::Command;
 
@@ -69,7 +69,8 @@ fn i7_audit_verify_accepts_an_export_and_names_the_first_bad_entry() {
         "{out}"
     );
 
-    // Flip one byte inside entry 6's payload: entry 6 is the first bad one.
+    // Flip one byte inside entry 6's payload: entry 6 is the first bad one, and the
+    // checkpoint of the first 4 entries still covers those.
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[offsets[6]] ^= 0x01;
     let bad = dir.join("record-flipped.dwa");
@@ -78,7 +79,9 @@ fn i7_audit_verify_accepts_an_export_and_names_the_first_bad_entry() {
     let out = String::from_utf8_lossy(&res.stdout);
     assert_eq!(res.status.code(), Some(3), "{out}");
     assert!(
-        out.contains("NOT VERIFIED") && out.contains("first bad entry: 6"),
+        out.contains("NOT VERIFIED")
+            && out.contains("first bad entry: 6")
+            && out.contains("entries 0 to 3 are still covered by a verified checkpoint"),
         "{out}"
     );
 

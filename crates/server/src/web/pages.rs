@@ -329,28 +329,36 @@ pub enum Coverage {
         /// checkpoint).
         to: u64,
     },
-    /// The record does not verify: nothing in it is vouched for.
-    Broken(String),
+    /// The record does not verify. What a checkpoint before the first problem covers is
+    /// still proved (`proven`); nothing after it is vouched for.
+    Broken {
+        /// Entries covered by a verified checkpoint before the problem.
+        proven: Option<std::ops::Range<u64>>,
+        /// The problem.
+        why: String,
+    },
 }
 
 impl Coverage {
-    /// What [`doorward_control::audit::verify_export`] said, as the stretch it proves. A record
-    /// whose only failure is that its newest entries await their signed checkpoint proves
-    /// everything before them.
-    pub fn of(
-        r: &Result<doorward_control::audit::VerifyReport, doorward_control::audit::VerifyError>,
-    ) -> Coverage {
+    /// What [`doorward_control::audit::verify_export_proving`] said, as the stretch it
+    /// proves. A record whose only failure is that its newest entries await their signed
+    /// checkpoint proves everything before them.
+    pub fn of(v: &Verification) -> Coverage {
         use doorward_control::audit::{VerifyFailure, VerifyPlace};
-        match r {
-            Ok(v) => Coverage::Proved {
-                from: v.first_index,
-                to: v.first_index + v.entries,
+        match &v.result {
+            Ok(r) => Coverage::Proved {
+                from: r.first_index,
+                to: r.first_index + r.entries,
             },
             Err(e) => match (&e.place, &e.failure) {
-                (VerifyPlace::End(i), VerifyFailure::Uncovered) => {
-                    Coverage::Proved { from: 0, to: *i }
-                }
-                _ => Coverage::Broken(e.to_string()),
+                (VerifyPlace::End(i), VerifyFailure::Uncovered) => Coverage::Proved {
+                    from: v.proven.as_ref().map_or(*i, |r| r.start),
+                    to: *i,
+                },
+                _ => Coverage::Broken {
+                    proven: v.proven.clone(),
+                    why: e.to_string(),
+                },
             },
         }
     }
@@ -361,7 +369,10 @@ impl Coverage {
             Coverage::Proved { from, to } if first >= *from && last < *to => Mark::Verifies,
             Coverage::Proved { to, .. } if last >= *to => Mark::AwaitingCheckpoint,
             Coverage::Proved { .. } => Mark::NotInRecord,
-            Coverage::Broken(_) => Mark::Fails,
+            Coverage::Broken {
+                proven: Some(r), ..
+            } if r.contains(&first) && r.contains(&last) => Mark::Verifies,
+            Coverage::Broken { .. } => Mark::Fails,
         }
     }
 }
@@ -514,7 +525,10 @@ pub async fn entries(State(s): S, p: Principal, Path(home): Path<String>) -> Res
             @match &coverage {
                 Coverage::Proved { to, .. } => { "The record these entries come from verifies up to entry " (to)
                     " (hash chain and server signatures); each entry says whether it is covered." }
-                Coverage::Broken(why) => { "The record these entries come from does NOT verify (" (why) "): see Record." }
+                Coverage::Broken { proven, why } => {
+                    "The record these entries come from does NOT verify (" (why) "): see Record. "
+                    @if let Some(r) = proven { "Entries " (r.start) " to " (r.end - 1) " are still covered by a verified signed checkpoint." }
+                }
             }
         }
         @if order.is_empty() { p { "No entries yet." } }
@@ -1215,11 +1229,12 @@ pub async fn record(State(s): S, p: Principal, Path(home): Path<String>) -> Resp
     home_page(&a.frame(&home), Tab::Record, "Record", content)
 }
 
-type Verified = Result<doorward_control::audit::VerifyReport, doorward_control::audit::VerifyError>;
+use doorward_control::audit::Verification;
 
 /// A verification's verdict as JSON.
-fn verdict(r: &Verified) -> Value {
-    match r {
+fn verdict(v: &Verification) -> Value {
+    let proven = v.proven.as_ref().map(|r| json!([r.start, r.end]));
+    match &v.result {
         Ok(r) => json!({
             "verified": true,
             "home": r.home.as_str(),
@@ -1233,22 +1248,27 @@ fn verdict(r: &Verified) -> Value {
             "verified": false,
             "first_bad_entry": e.index(),
             "error": e.to_string(),
+            "proven": proven,
         }),
     }
 }
 
 /// Verifies `bytes` as an export against this server's key, off the async threads.
-async fn verify_bytes(s: &Arc<Shared>, bytes: Bytes) -> Result<Verified, ApiError> {
+async fn verify_bytes(s: &Arc<Shared>, bytes: Bytes) -> Result<Verification, ApiError> {
     let key = s.server_key;
     tokio::task::spawn_blocking(move || {
-        doorward_control::audit::verify_export(&bytes[..], Some(&key))
+        doorward_control::audit::verify_export_proving(&bytes[..], Some(&key))
     })
     .await
     .map_err(ApiError::internal)
 }
 
 /// Exports `home`'s record through the API and verifies it.
-async fn verify_current(s: &Arc<Shared>, p: &Principal, home: &str) -> Result<Verified, ApiError> {
+async fn verify_current(
+    s: &Arc<Shared>,
+    p: &Principal,
+    home: &str,
+) -> Result<Verification, ApiError> {
     let r = h::audit_export(State(s.clone()), p.clone(), Path(home.to_owned())).await?;
     let bytes = axum::body::to_bytes(r.into_body(), usize::MAX)
         .await
@@ -1299,6 +1319,9 @@ pub async fn verify_record(
                 p.ok { "Verified: " (v["entries"]) " entries, " (v["checkpoints"]) " signed checkpoints." }
             } @else {
                 p.error { "NOT VERIFIED. First bad entry: " (v["first_bad_entry"]) ". " (v["error"].as_str().unwrap_or("")) }
+                @if let Some(r) = v["proven"].as_array() {
+                    p { "Entries " (r[0]) " to " (r[1].as_u64().unwrap_or(1).saturating_sub(1)) " are still covered by a verified signed checkpoint." }
+                }
             }
         }
         p { a href={ "/homes/" (home) "/record" } { "Back to the record" } }
@@ -1326,24 +1349,38 @@ mod tests {
         assert_eq!(proved.mark(17, 30), Mark::AwaitingCheckpoint);
         let partial = Coverage::Proved { from: 10, to: 30 };
         assert_eq!(partial.mark(5, 12), Mark::NotInRecord);
-        assert_eq!(Coverage::Broken("x".into()).mark(1, 2), Mark::Fails);
+        let broken = Coverage::Broken {
+            proven: None,
+            why: "x".into(),
+        };
+        assert_eq!(broken.mark(1, 2), Mark::Fails);
     }
 
     #[test]
     fn verification_results_become_coverage() {
         use doorward_control::audit::{VerifyError, VerifyFailure, VerifyPlace};
+        let failed = |place, failure, proven| Verification {
+            result: Err(VerifyError { place, failure }),
+            proven,
+        };
         // Only the newest entries waiting for their checkpoint: everything before is proved.
-        let tail = Err(VerifyError {
-            place: VerifyPlace::End(12),
-            failure: VerifyFailure::Uncovered,
-        });
+        let tail = failed(VerifyPlace::End(12), VerifyFailure::Uncovered, Some(0..12));
         assert_eq!(Coverage::of(&tail), Coverage::Proved { from: 0, to: 12 });
-        // A broken link anywhere: nothing is vouched for.
-        let broken = Err(VerifyError {
-            place: VerifyPlace::Entry(3),
-            failure: VerifyFailure::BrokenLink,
-        });
-        assert!(matches!(Coverage::of(&broken), Coverage::Broken(_)));
+        // A broken link before any checkpoint verified: nothing is vouched for.
+        let broken = failed(VerifyPlace::Entry(3), VerifyFailure::BrokenLink, None);
+        let c = Coverage::of(&broken);
+        assert!(matches!(c, Coverage::Broken { proven: None, .. }), "{c:?}");
+        assert_eq!(c.mark(0, 1), Mark::Fails);
+        // A broken link after a verified checkpoint of 8 entries: those still verify, nothing
+        // from the checkpoint on does.
+        let c = Coverage::of(&failed(
+            VerifyPlace::Entry(9),
+            VerifyFailure::BrokenLink,
+            Some(0..8),
+        ));
+        assert_eq!(c.mark(2, 7), Mark::Verifies);
+        assert_eq!(c.mark(7, 8), Mark::Fails);
+        assert_eq!(c.mark(10, 11), Mark::Fails);
     }
 
     #[test]

@@ -228,6 +228,10 @@
         } else {
           out.appendChild(el('p', { class: 'error', text: 'NOT VERIFIED. First bad entry: ' +
             (v.first_bad_entry == null ? 'the header' : v.first_bad_entry) + '. ' + v.error }));
+          if (v.proven) {
+            out.appendChild(el('p', { text: 'Entries ' + v.proven[0] + ' to ' + (v.proven[1] - 1) +
+              ' are still covered by a verified signed checkpoint.' }));
+          }
         }
       } catch (err) {
         out.textContent = 'The verification could not be run: ' + err;

@@ -308,6 +308,9 @@ impl Control {
                 self.audit(now_ms, Some(h), AuditKind::Registry(change), &mut out);
             }
             Admin::Schedule(setup) => self.schedule_delivery(now_ms, setup, &mut out)?,
+            Admin::Cancel { home, delivery } => {
+                self.cancel_delivery(now_ms, &home, &delivery, &mut out)?
+            }
             Admin::Revoke { home, item } => self.revoke(now_ms, &home, item, &mut out)?,
         }
         Ok(out)
@@ -970,6 +973,35 @@ impl Control {
             Phase::Incident
         };
         self.end(now_ms, d, phase, out);
+    }
+
+    /// Ends delivery `delivery` of `home` as `Cancelled`, unless somebody may be let in for
+    /// it already (authorised, or a request awaiting its approval or witness).
+    fn cancel_delivery(
+        &mut self,
+        now_ms: u64,
+        home: &Id,
+        delivery: &Id,
+        out: &mut Vec<Output>,
+    ) -> Result<(), AdminError> {
+        let h = self.home_slot(home)?;
+        let found = self
+            .delivery_ix
+            .get(delivery)
+            .copied()
+            .and_then(|d| Some((d, self.deliveries[d as usize].as_ref()?)))
+            .filter(|(_, del)| del.home == h);
+        let Some((d, del)) = found else {
+            return Err(AdminError::UnknownDelivery(delivery.clone()));
+        };
+        let waiting = self.devices[del.lock as usize]
+            .lock()
+            .is_some_and(|l| l.active == Some(d));
+        if waiting || del.run.is_some() || !matches!(del.phase, Phase::Scheduled | Phase::AtDoor) {
+            return Err(AdminError::EntryUnderWay(delivery.clone()));
+        }
+        self.end(now_ms, d, Phase::Cancelled, out);
+        Ok(())
     }
 
     /// Delivery `d`'s window ended. Without an unlock it is over (Expired), so that missed

@@ -180,6 +180,9 @@ pub enum Phase {
     /// Finished without an entry: the window ended with nobody let in.
     #[n(8)]
     Expired,
+    /// Finished without an entry: cancelled before anybody was let in.
+    #[n(9)]
+    Cancelled,
 }
 
 /// Why a device message was dropped.

@@ -151,6 +151,14 @@ pub enum Admin {
     },
     /// Schedule a delivery.
     Schedule(DeliverySetup),
+    /// Cancel a scheduled delivery nobody has been let in for: it ends `Cancelled` and lets
+    /// nobody in from then on.
+    Cancel {
+        /// The home.
+        home: Id,
+        /// The delivery.
+        delivery: Id,
+    },
     /// Revoke a carrier, a driver or a grant for a home: bumps the revocation epoch and sends
     /// the signed revocation to the home's locks (S16).
     Revoke {
@@ -198,6 +206,13 @@ pub enum AdminError {
     /// The delivery's time window is empty.
     #[error("the delivery window is empty")]
     EmptyWindow,
+    /// No such delivery in flight at that home (never scheduled, or already over).
+    #[error("no delivery {0} in flight at this home")]
+    UnknownDelivery(Id),
+    /// The delivery's entry is under way (or its request awaits a decision): it ends by
+    /// its own course.
+    #[error("delivery {0} has an entry under way: it ends when the entry does")]
+    EntryUnderWay(Id),
 }
 
 /// A registered home.

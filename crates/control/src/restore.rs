@@ -147,7 +147,7 @@ impl Control {
                     ls.active = Some(d);
                 }
             }
-            Phase::Done | Phase::Incident | Phase::Expired => {
+            Phase::Done | Phase::Incident | Phase::Expired | Phase::Cancelled => {
                 self.restoring.phase_ms.remove(&d);
                 let mut dropped = Vec::new();
                 self.end(at, d, phase, &mut dropped);

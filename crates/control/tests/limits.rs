@@ -481,3 +481,58 @@ fn a_window_that_ended_while_the_server_was_down_expires_on_resume() {
     )));
     assert_eq!(w.phase(), Phase::Expired);
 }
+
+#[test]
+fn a_cancelled_delivery_lets_nobody_in_and_an_entry_under_way_cannot_be_cancelled() {
+    let mut w = World::new();
+    let (home, first) = (w.home.clone(), w.delivery.clone());
+    let cancel = |w: &mut World, delivery: &Id| {
+        let now = w.now;
+        w.c.admin(
+            now,
+            Admin::Cancel {
+                home: home.clone(),
+                delivery: delivery.clone(),
+            },
+        )
+    };
+    let out = w.admin(Admin::Cancel {
+        home: home.clone(),
+        delivery: first.clone(),
+    });
+    assert!(audits(&out).iter().any(|a| matches!(
+        &a.what,
+        AuditKind::Phase { delivery, phase: Phase::Cancelled } if *delivery == first
+    )));
+    assert_eq!(w.phase(), Phase::Cancelled);
+    assert_eq!(
+        denied(&w.request_entry()),
+        Some(DenyReason::DeliveryUnknown)
+    );
+    assert_eq!(
+        cancel(&mut w, &first),
+        Err(AdminError::UnknownDelivery(first.clone()))
+    );
+    // Another home's delivery is not this home's to cancel.
+    let second = delivery(&w, "d-2", T0 + 3_600_000);
+    w.admin(Admin::Schedule(second));
+    let err = w.c.admin(
+        w.now,
+        Admin::Cancel {
+            home: id("h-other"),
+            delivery: id("d-2"),
+        },
+    );
+    assert!(matches!(err, Err(AdminError::UnknownHome(_))), "{err:?}");
+    // Once somebody is being let in, the entry ends by its own course.
+    w.delivery = id("d-2");
+    w.authorise();
+    assert_eq!(
+        cancel(&mut w, &id("d-2")),
+        Err(AdminError::EntryUnderWay(id("d-2")))
+    );
+    assert_eq!(w.phase(), Phase::Unlocking);
+    // After a restart the record keeps the first one cancelled.
+    w.restart(true);
+    assert_eq!(w.c.delivery(&first).unwrap().phase, Phase::Cancelled);
+}

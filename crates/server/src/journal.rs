@@ -186,6 +186,16 @@ pub enum Op {
         #[n(1)]
         item: Revoked,
     },
+    /// [`Admin::Cancel`].
+    #[n(8)]
+    Cancel {
+        /// Home.
+        #[n(0)]
+        home: Id,
+        /// Delivery.
+        #[n(1)]
+        delivery: Id,
+    },
 }
 
 impl Op {
@@ -236,6 +246,10 @@ impl Op {
                 home: home.clone(),
                 item: item.clone(),
             },
+            Admin::Cancel { home, delivery } => Op::Cancel {
+                home: home.clone(),
+                delivery: delivery.clone(),
+            },
         }
     }
 
@@ -247,7 +261,8 @@ impl Op {
             | Op::OptIn { home, .. }
             | Op::SetPolicy { home, .. }
             | Op::Schedule { home, .. }
-            | Op::Revoke { home, .. } => Some(home),
+            | Op::Revoke { home, .. }
+            | Op::Cancel { home, .. } => Some(home),
             Op::AddDriver { .. } | Op::SetDriverBlocked { .. } => None,
         }
     }
@@ -318,6 +333,7 @@ impl Op {
                 max_open_ms,
             }),
             Op::Revoke { home, item } => Admin::Revoke { home, item },
+            Op::Cancel { home, delivery } => Admin::Cancel { home, delivery },
         })
     }
 }

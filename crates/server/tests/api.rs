@@ -370,6 +370,10 @@ async fn carrier_and_driver_happy_path() {
     assert_eq!(e.json["grant"].as_str().unwrap().len(), 32);
 
     let cp = format!("/api/carrier/deliveries/{}", t.delivery);
+    // Too late to call it off: somebody is being let in.
+    s.call("POST", &format!("{cp}/cancel"), &carrier, None)
+        .await
+        .expect_error(409, "refused");
     until(CEILING, "the carrier sees the entry open", || {
         let (s, carrier, cp) = (&s, &carrier, cp.clone());
         async move {
@@ -422,6 +426,78 @@ async fn carrier_and_driver_happy_path() {
     s.call("POST", &format!("{dp}/arrive"), &t.driver_auth(), None)
         .await
         .expect_error(409, "finished");
+    s.stop().await;
+}
+
+/// A carrier calls a delivery off before anybody is let in: it ends `cancelled` on the home's
+/// record, the driver is turned away, and calling it off again answers 409. A delivery still
+/// without a driver is called off the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_carrier_cancels_a_delivery_before_anybody_is_let_in() {
+    let s = ApiServer::start(ApiSettings::default()).await;
+    let t = tenant(&s, "a").await;
+    let carrier = t.carrier_auth();
+    let cp = format!("/api/carrier/deliveries/{}", t.delivery);
+    let c = s
+        .call("POST", &format!("{cp}/cancel"), &carrier, None)
+        .await
+        .expect(200);
+    assert_eq!(
+        (&c.json["state"], &c.json["phase"]),
+        (&json!("cancelled"), &json!("cancelled"))
+    );
+    until(CEILING, "the home's record says cancelled", || {
+        let (s, carrier, cp) = (&s, &carrier, cp.clone());
+        async move { s.call("GET", &cp, carrier, None).await.json["phase"] == "cancelled" }
+    })
+    .await;
+    let dels = s
+        .call(
+            "GET",
+            &format!("/api/homes/{}/deliveries", t.home),
+            &t.homeowner(),
+            None,
+        )
+        .await
+        .expect(200);
+    assert_eq!(dels.json["deliveries"][0]["phase"], "cancelled");
+    let dp = format!("/api/driver/deliveries/{}", t.delivery);
+    s.call("POST", &format!("{dp}/arrive"), &t.driver_auth(), None)
+        .await
+        .expect_error(409, "finished");
+    s.call("POST", &format!("{cp}/cancel"), &carrier, None)
+        .await
+        .expect_error(409, "finished");
+
+    let now = wall_ms();
+    let d = s
+        .call(
+            "POST",
+            "/api/carrier/deliveries",
+            &carrier,
+            Some(&json!({"home": t.home.as_str(), "lock": t.lock_id.as_str(), "not_before_ms": now, "not_after_ms": now + 60_000})),
+        )
+        .await
+        .expect(201);
+    let id = d.json["delivery"].as_str().unwrap();
+    let c = s
+        .call(
+            "POST",
+            &format!("/api/carrier/deliveries/{id}/cancel"),
+            &carrier,
+            None,
+        )
+        .await
+        .expect(200);
+    assert_eq!(c.json["state"], "cancelled");
+    s.call(
+        "POST",
+        &format!("/api/carrier/deliveries/{id}/assign"),
+        &carrier,
+        Some(&json!({"driver": t.driver_id})),
+    )
+    .await
+    .expect_error(409, "finished");
     s.stop().await;
 }
 

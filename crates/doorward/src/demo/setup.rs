@@ -559,7 +559,12 @@ impl Demo {
         loop {
             let st = self.state().await?;
             let d = &st["doors"][0]["delivery"];
-            if d.is_null() || matches!(d["phase"].as_str(), Some("done" | "incident" | "expired")) {
+            if d.is_null()
+                || matches!(
+                    d["phase"].as_str(),
+                    Some("done" | "incident" | "expired" | "cancelled")
+                )
+            {
                 return Ok(());
             }
             if !told {

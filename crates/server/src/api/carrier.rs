@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use doorward_control::DeliverySetup;
+use doorward_control::{Admin, AdminError, DeliverySetup};
 use doorward_proto::{Id, PubKey};
 use doorward_store::{
     carrier_ns, CarrierDriver, Delivery, DeliveryRef, DeliveryState, DriverKey, Record, RecordKind,
@@ -21,7 +21,7 @@ use super::authz::{authorize, Allowed, Caller, Target};
 use super::homeowner::{phases, recent_events, JsonBody, MAX_LIST_ROWS};
 use super::{blocking, parse_id, write, ApiError, ApiResult};
 use crate::metrics::label;
-use crate::runtime::wall_ms;
+use crate::runtime::{wall_ms, ServerError};
 use crate::server::{Handle, Shared};
 
 /// Most drivers one carrier registers.
@@ -266,6 +266,13 @@ pub async fn assign(
     else {
         unreachable!("Target::CarrierDriver answers Allowed::CarrierDriver")
     };
+    if matches!(d.state, DeliveryState::Done | DeliveryState::Cancelled) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "finished",
+            "this delivery is finished",
+        ));
+    }
     if d.state != DeliveryState::Scheduled {
         return Err(ApiError::conflict(
             "this delivery already has a driver: create a new delivery to change it",
@@ -289,4 +296,53 @@ pub async fn assign(
     d.state = DeliveryState::Assigned;
     write(&s, vec![Record::Delivery(d.clone())]).await?;
     Ok(Json(delivery_json(&d, "scheduled")))
+}
+
+/// `POST /api/carrier/deliveries/{delivery}/cancel`: the carrier calls a delivery off before
+/// anybody is let in. A delivery with a driver is cancelled in the control core first (it
+/// ends `cancelled` on the home's record and lets nobody in from then on); one whose entry is
+/// under way, or is over, answers 409.
+pub async fn cancel(
+    State(s): State<Arc<Shared>>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let mut d = own_delivery(&s, &p, &id).await?;
+    match d.state {
+        DeliveryState::Done | DeliveryState::Cancelled => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "finished",
+                "this delivery is finished",
+            ))
+        }
+        DeliveryState::Scheduled => {}
+        DeliveryState::Assigned | DeliveryState::InProgress => {
+            let cancelled = Handle::from_shared(s.clone())
+                .admin(Admin::Cancel {
+                    home: d.home.clone(),
+                    delivery: d.id.clone(),
+                })
+                .await;
+            match cancelled {
+                Ok(()) => {}
+                // Over in the core already: cancelled by an earlier call whose registry
+                // write failed (then this one completes it), or ended otherwise.
+                Err(ServerError::Admin(AdminError::UnknownDelivery(_))) => {
+                    let phase = phase_of(&s, &d).await?;
+                    if phase != "cancelled" {
+                        return Err(ApiError::new(
+                            StatusCode::CONFLICT,
+                            "finished",
+                            format!("this delivery is over (phase {phase})"),
+                        ));
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    d.state = DeliveryState::Cancelled;
+    write(&s, vec![Record::Delivery(d.clone())]).await?;
+    Ok(Json(delivery_json(&d, "cancelled")))
 }

@@ -113,6 +113,11 @@ pub(crate) fn routes(r: crate::http::Routes) -> crate::http::Routes {
         )
         .add(
             "post",
+            "/api/carrier/deliveries/{delivery}/cancel",
+            post(carrier::cancel),
+        )
+        .add(
+            "post",
             "/api/driver/deliveries/{delivery}/arrive",
             post(driver::arrive),
         )
@@ -251,7 +256,8 @@ impl From<ServerError> for ApiError {
         match e {
             ServerError::Admin(a) => {
                 let code = match &a {
-                    doorward_control::AdminError::Exists(_) => StatusCode::CONFLICT,
+                    doorward_control::AdminError::Exists(_)
+                    | doorward_control::AdminError::EntryUnderWay(_) => StatusCode::CONFLICT,
                     doorward_control::AdminError::Limit { .. } => StatusCode::TOO_MANY_REQUESTS,
                     _ => StatusCode::UNPROCESSABLE_ENTITY,
                 };

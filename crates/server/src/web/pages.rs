@@ -294,6 +294,7 @@ pub fn phase_text(p: &str) -> &'static str {
         "done" => "done",
         "incident" => "ended with an alarm",
         "expired" => "window ended without an entry",
+        "cancelled" => "cancelled by the carrier",
         _ => "in progress",
     }
 }

@@ -38,7 +38,8 @@
   const PHASES = {
     scheduled: 'scheduled', at_door: 'driver at the door', unlocking: 'unlocking',
     entry: 'door unlocked for the entry', relocked: 'relocked', egress_witnessed: 'driver seen leaving',
-    done: 'done', incident: 'ended with an alarm', expired: 'window ended without an entry'
+    done: 'done', incident: 'ended with an alarm', expired: 'window ended without an entry',
+    cancelled: 'cancelled by the carrier'
   };
 
   function valueText(kind, v) {

@@ -431,7 +431,7 @@ async fn carrier_and_driver_happy_path() {
 
 /// A carrier calls a delivery off before anybody is let in: it ends `cancelled` on the home's
 /// record, the driver is turned away, and calling it off again answers 409. A delivery still
-/// without a driver is called off the same way.
+/// without a driver is called off the same way, and the homeowner can call one off too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_carrier_cancels_a_delivery_before_anybody_is_let_in() {
     let s = ApiServer::start(ApiSettings::default()).await;
@@ -498,6 +498,37 @@ async fn a_carrier_cancels_a_delivery_before_anybody_is_let_in() {
     )
     .await
     .expect_error(409, "finished");
+
+    // The homeowner calls one off too: assigned, then cancelled from the home's side.
+    let d = s
+        .call(
+            "POST",
+            "/api/carrier/deliveries",
+            &carrier,
+            Some(&json!({"home": t.home.as_str(), "lock": t.lock_id.as_str(), "not_before_ms": now, "not_after_ms": now + 60_000})),
+        )
+        .await
+        .expect(201);
+    let id = d.json["delivery"].as_str().unwrap();
+    s.call(
+        "POST",
+        &format!("/api/carrier/deliveries/{id}/assign"),
+        &carrier,
+        Some(&json!({"driver": t.driver_id})),
+    )
+    .await
+    .expect(200);
+    let hc = format!("/api/homes/{}/deliveries/{id}/cancel", t.home);
+    let c = s.call("POST", &hc, &t.homeowner(), None).await.expect(200);
+    assert_eq!(c.json["state"], "cancelled");
+    until(CEILING, "the carrier sees it cancelled", || {
+        let (s, carrier, cp) = (&s, &carrier, format!("/api/carrier/deliveries/{id}"));
+        async move { s.call("GET", &cp, carrier, None).await.json["phase"] == "cancelled" }
+    })
+    .await;
+    s.call("POST", &hc, &t.homeowner(), None)
+        .await
+        .expect_error(409, "finished");
     s.stop().await;
 }
 

@@ -577,6 +577,48 @@ async fn homeowner_web_app_in_chromium() {
     b.click("#sign-in").await;
     b.until_path(&format!("/homes/{}", r.home)).await;
     let (lock, _cam) = devices(&s, &r).await;
+    // A delivery called off in the page before anybody is let in.
+    let now = wall_ms();
+    let d = s
+        .call(
+            "POST",
+            "/api/carrier/deliveries",
+            &r.carrier_auth(),
+            Some(&json!({"home": r.home.as_str(), "lock": r.lock_id.as_str(), "not_before_ms": now, "not_after_ms": now + 3_600_000})),
+        )
+        .await
+        .expect(201);
+    let called_off = d.json["delivery"].as_str().unwrap().to_owned();
+    s.call(
+        "POST",
+        &format!("/api/carrier/deliveries/{called_off}/assign"),
+        &r.carrier_auth(),
+        Some(&json!({"driver": r.driver_id})),
+    )
+    .await
+    .expect(200);
+    b.c.goto(&format!("{base}/homes/{}/entries", r.home))
+        .await
+        .unwrap();
+    b.until_text("#upcoming", &called_off, CEILING).await;
+    b.click(&format!(
+        "#upcoming li[data-delivery='{called_off}'] button"
+    ))
+    .await;
+    b.until_text("#timeline", "called off before anybody was let in", CEILING)
+        .await;
+    assert!(!b.text("#upcoming").await.contains(&called_off));
+    let phase = s
+        .call(
+            "GET",
+            &format!("/api/carrier/deliveries/{called_off}"),
+            &r.carrier_auth(),
+            None,
+        )
+        .await
+        .expect(200);
+    assert_eq!(phase.json["phase"], "cancelled");
+    b.shot("06a-delivery-called-off").await;
     b.c.goto(&format!("{base}/homes/{}/access", r.home))
         .await
         .unwrap();

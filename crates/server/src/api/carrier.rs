@@ -299,15 +299,21 @@ pub async fn assign(
 }
 
 /// `POST /api/carrier/deliveries/{delivery}/cancel`: the carrier calls a delivery off before
-/// anybody is let in. A delivery with a driver is cancelled in the control core first (it
-/// ends `cancelled` on the home's record and lets nobody in from then on); one whose entry is
-/// under way, or is over, answers 409.
+/// anybody is let in (see [`cancel_delivery`]).
 pub async fn cancel(
     State(s): State<Arc<Shared>>,
     p: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let mut d = own_delivery(&s, &p, &id).await?;
+    let d = own_delivery(&s, &p, &id).await?;
+    let d = cancel_delivery(&s, d).await?;
+    Ok(Json(delivery_json(&d, "cancelled")))
+}
+
+/// Calls delivery `d` off. One with a driver is cancelled in the control core first (it ends
+/// `cancelled` on the home's record and lets nobody in from then on); one whose entry is
+/// under way, or that is over, answers 409. The caller has checked who may.
+pub(crate) async fn cancel_delivery(s: &Arc<Shared>, mut d: Delivery) -> ApiResult<Delivery> {
     match d.state {
         DeliveryState::Done | DeliveryState::Cancelled => {
             return Err(ApiError::new(
@@ -329,7 +335,7 @@ pub async fn cancel(
                 // Over in the core already: cancelled by an earlier call whose registry
                 // write failed (then this one completes it), or ended otherwise.
                 Err(ServerError::Admin(AdminError::UnknownDelivery(_))) => {
-                    let phase = phase_of(&s, &d).await?;
+                    let phase = phase_of(s, &d).await?;
                     if phase != "cancelled" {
                         return Err(ApiError::new(
                             StatusCode::CONFLICT,
@@ -343,6 +349,6 @@ pub async fn cancel(
         }
     }
     d.state = DeliveryState::Cancelled;
-    write(&s, vec![Record::Delivery(d.clone())]).await?;
-    Ok(Json(delivery_json(&d, "cancelled")))
+    write(s, vec![Record::Delivery(d.clone())]).await?;
+    Ok(d)
 }

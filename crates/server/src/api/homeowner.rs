@@ -858,6 +858,26 @@ pub async fn deliveries(
     Ok(Json(json!({"deliveries": list})))
 }
 
+/// `POST /api/homes/{home}/deliveries/{delivery}/cancel`: the homeowner calls a delivery to
+/// the home off before anybody is let in (409 once its entry is under way or it is over).
+pub async fn cancel_delivery(
+    State(s): State<Arc<Shared>>,
+    p: Principal,
+    Path((home, delivery)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let o = own_home(&s, &p, &home).await?;
+    let id = parse_id(&delivery, "delivery")?;
+    let Some(Record::Delivery(d)) = read(&s, &o.home, RecordKind::Delivery, &id).await? else {
+        return Err(ApiError::not_found("delivery"));
+    };
+    let d = super::carrier::cancel_delivery(&s, d).await?;
+    Ok(Json(json!({
+        "delivery": d.id.as_str(),
+        "state": label(&d.state),
+        "phase": "cancelled",
+    })))
+}
+
 /// What to revoke: exactly one field.
 #[derive(Deserialize)]
 pub struct RevokeBody {

@@ -83,6 +83,11 @@ pub(crate) fn routes(r: crate::http::Routes) -> crate::http::Routes {
         )
         .add("get", "/api/homes/{home}/entries", get(h::entries))
         .add("get", "/api/homes/{home}/deliveries", get(h::deliveries))
+        .add(
+            "post",
+            "/api/homes/{home}/deliveries/{delivery}/cancel",
+            post(h::cancel_delivery),
+        )
         .add("post", "/api/homes/{home}/revocations", post(h::revoke))
         .add("get", "/api/homes/{home}/revocations", get(h::revocations))
         .add("post", "/api/homes/{home}/webhooks", post(h::add_webhook))

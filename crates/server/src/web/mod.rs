@@ -97,6 +97,10 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/homes/{home}/policy", post(p::set_policy))
         .route("/homes/{home}/guests", post(p::add_guest))
         .route("/homes/{home}/guests/{guest}/revoke", post(p::revoke_guest))
+        .route(
+            "/homes/{home}/deliveries/{delivery}/cancel",
+            post(p::cancel_delivery),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES));
     let uploads = Router::new()
         .route("/homes/{home}/record/verify", post(p::verify_record))

@@ -294,7 +294,7 @@ pub fn phase_text(p: &str) -> &'static str {
         "done" => "done",
         "incident" => "ended with an alarm",
         "expired" => "window ended without an entry",
-        "cancelled" => "cancelled by the carrier",
+        "cancelled" => "called off before anybody was let in",
         _ => "in progress",
     }
 }
@@ -460,6 +460,18 @@ pub async fn entries(State(s): S, p: Principal, Path(home): Path<String>) -> Res
             ))
         })
         .collect();
+    // Not started yet, so still possible to call off.
+    let upcoming: Vec<&Value> = dels["deliveries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| {
+            matches!(
+                d["state"].as_str(),
+                Some("scheduled" | "assigned" | "in_progress")
+            ) && matches!(d["phase"].as_str(), Some("scheduled" | "at_door"))
+        })
+        .collect();
     let mut order: Vec<String> = Vec::new();
     let mut stories: HashMap<String, Story> = HashMap::new();
     for e in ev["entries"].as_array().into_iter().flatten() {
@@ -532,6 +544,24 @@ pub async fn entries(State(s): S, p: Principal, Path(home): Path<String>) -> Res
                 }
             }
         }
+        @if !upcoming.is_empty() {
+            h2 { "Upcoming" }
+            ul.upcoming #upcoming {
+                @for d in &upcoming {
+                    @let id = d["delivery"].as_str().unwrap_or("");
+                    li.upcoming data-delivery=(id) {
+                        "Delivery " (id) " · " (d["carrier"].as_str().unwrap_or("?")) " · "
+                        (when(d["not_before_ms"].as_u64().unwrap_or(0))) " to "
+                        (when(d["not_after_ms"].as_u64().unwrap_or(0)))
+                        form method="post" action={ "/homes/" (home) "/deliveries/" (id) "/cancel" } {
+                            input type="hidden" name="csrf" value=(a.csrf);
+                            button.deny type="submit" aria-label={ "Cancel delivery " (id) } { "Cancel this delivery" }
+                        }
+                    }
+                }
+            }
+            h2 { "Past and under way" }
+        }
         @if order.is_empty() { p { "No entries yet." } }
         ol.timeline #timeline {
             @for del in order.iter().rev() {
@@ -543,7 +573,9 @@ pub async fn entries(State(s): S, p: Principal, Path(home): Path<String>) -> Res
                         dt { "Carrier" } dd { (carriers.get(del).map_or("?", String::as_str)) }
                         dt { "Driver key" } dd.mono { (st.driver.as_deref().map(short).unwrap_or_else(|| "?".into())) }
                         dt { "Asked" } dd { @if let Some(t) = st.requested_ms { (when(t)) } @else { "—" } }
-                        dt { "Decision" } dd.outcome { (st.outcome.as_deref().unwrap_or("pending")) }
+                        dt { "Decision" } dd.outcome { (st.outcome.as_deref().unwrap_or(
+                            if matches!(st.last_phase.as_deref(), Some("cancelled" | "expired")) { "none: nobody asked to enter" } else { "pending" }
+                        )) }
                         dt { "Door open" } dd {
                             @match (st.unlocked_ms, st.relocked_ms) {
                                 (Some(a), Some(b)) => { (age(b.saturating_sub(a))) " (unlocked to relocked)" }
@@ -1056,6 +1088,21 @@ pub async fn revoke_guest(
         &format!("guest {name}"),
     )
     .await
+}
+
+/// `POST /homes/{home}/deliveries/{delivery}/cancel`: calls a delivery off before anybody is
+/// let in, then shows the entries again.
+pub async fn cancel_delivery(
+    State(s): S,
+    p: Principal,
+    Path((home, delivery)): Path<(String, String)>,
+    Form(f): Form<TokenForm>,
+) -> Response {
+    check_csrf!(&p, f.csrf.as_deref());
+    match h::cancel_delivery(State(s.clone()), p.clone(), Path((home.clone(), delivery))).await {
+        Ok(_) => Redirect::to(&format!("/homes/{home}/entries")).into_response(),
+        Err(e) => fail(e),
+    }
 }
 
 /// Revokes `item` (the API's revocation body) and shows the access page with what was done.

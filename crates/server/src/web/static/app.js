@@ -39,7 +39,7 @@
     scheduled: 'scheduled', at_door: 'driver at the door', unlocking: 'unlocking',
     entry: 'door unlocked for the entry', relocked: 'relocked', egress_witnessed: 'driver seen leaving',
     done: 'done', incident: 'ended with an alarm', expired: 'window ended without an entry',
-    cancelled: 'cancelled by the carrier'
+    cancelled: 'called off before anybody was let in'
   };
 
   function valueText(kind, v) {

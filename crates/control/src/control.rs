@@ -994,14 +994,27 @@ impl Control {
         let Some((d, del)) = found else {
             return Err(AdminError::UnknownDelivery(delivery.clone()));
         };
-        let waiting = self.devices[del.lock as usize]
-            .lock()
-            .is_some_and(|l| l.active == Some(d));
-        if waiting || del.run.is_some() || !matches!(del.phase, Phase::Scheduled | Phase::AtDoor) {
+        if self.letting_in(d, del).is_some() {
             return Err(AdminError::EntryUnderWay(delivery.clone()));
         }
         self.end(now_ms, d, Phase::Cancelled, out);
         Ok(())
+    }
+
+    /// How far delivery `d` is on its way to letting somebody in: `None` before any request,
+    /// `Some(false)` while a request awaits its approval or witness (the lock is reserved
+    /// for it), `Some(true)` once authorised.
+    fn letting_in(&self, d: u32, del: &Delivery) -> Option<bool> {
+        if del.run.is_some() || !matches!(del.phase, Phase::Scheduled | Phase::AtDoor) {
+            Some(true)
+        } else if self.devices[del.lock as usize]
+            .lock()
+            .is_some_and(|l| l.active == Some(d))
+        {
+            Some(false)
+        } else {
+            None
+        }
     }
 
     /// Delivery `d`'s window ended. Without an unlock it is over (Expired), so that missed
@@ -1012,17 +1025,11 @@ impl Control {
         let Some(del) = self.deliveries[d as usize].as_ref() else {
             return;
         };
-        if !matches!(del.phase, Phase::Scheduled | Phase::AtDoor) || del.run.is_some() {
-            return;
+        match self.letting_in(d, del) {
+            None => self.end(now_ms, d, Phase::Expired, out),
+            Some(false) => self.wheel.schedule(Timer::Expire(d), now_ms + 1_000),
+            Some(true) => {}
         }
-        let waiting = self.devices[del.lock as usize]
-            .lock()
-            .is_some_and(|l| l.active == Some(d));
-        if waiting {
-            self.wheel.schedule(Timer::Expire(d), now_ms + 1_000);
-            return;
-        }
-        self.end(now_ms, d, Phase::Expired, out);
     }
 
     /// Ends delivery `d` in the finished `phase`: records it, frees its slot and its lock,

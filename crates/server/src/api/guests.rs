@@ -9,7 +9,8 @@
 //!
 //! Limits of the model: windows are UTC; a recurring schedule is expanded once, when it is
 //! created, for the next [`GUEST_HORIZON_DAYS`] days (create it again to extend it); each
-//! expanded visit holds one of the core's in-flight delivery slots until it is used.
+//! expanded visit holds one of the core's in-flight delivery slots until it is used or its
+//! window ends (then it expires).
 
 use std::sync::Arc;
 

@@ -469,17 +469,7 @@ async fn a_carrier_cancels_a_delivery_before_anybody_is_let_in() {
         .await
         .expect_error(409, "finished");
 
-    let now = wall_ms();
-    let d = s
-        .call(
-            "POST",
-            "/api/carrier/deliveries",
-            &carrier,
-            Some(&json!({"home": t.home.as_str(), "lock": t.lock_id.as_str(), "not_before_ms": now, "not_after_ms": now + 60_000})),
-        )
-        .await
-        .expect(201);
-    let id = d.json["delivery"].as_str().unwrap();
+    let id = create_delivery(&s, &carrier, &t.home, &t.lock_id, None).await;
     let c = s
         .call(
             "POST",
@@ -500,24 +490,7 @@ async fn a_carrier_cancels_a_delivery_before_anybody_is_let_in() {
     .expect_error(409, "finished");
 
     // The homeowner calls one off too: assigned, then cancelled from the home's side.
-    let d = s
-        .call(
-            "POST",
-            "/api/carrier/deliveries",
-            &carrier,
-            Some(&json!({"home": t.home.as_str(), "lock": t.lock_id.as_str(), "not_before_ms": now, "not_after_ms": now + 60_000})),
-        )
-        .await
-        .expect(201);
-    let id = d.json["delivery"].as_str().unwrap();
-    s.call(
-        "POST",
-        &format!("/api/carrier/deliveries/{id}/assign"),
-        &carrier,
-        Some(&json!({"driver": t.driver_id})),
-    )
-    .await
-    .expect(200);
+    let id = create_delivery(&s, &carrier, &t.home, &t.lock_id, Some(&t.driver_id)).await;
     let hc = format!("/api/homes/{}/deliveries/{id}/cancel", t.home);
     let c = s.call("POST", &hc, &t.homeowner(), None).await.expect(200);
     assert_eq!(c.json["state"], "cancelled");

@@ -578,25 +578,15 @@ async fn homeowner_web_app_in_chromium() {
     b.until_path(&format!("/homes/{}", r.home)).await;
     let (lock, _cam) = devices(&s, &r).await;
     // A delivery called off in the page before anybody is let in.
-    let now = wall_ms();
-    let d = s
-        .call(
-            "POST",
-            "/api/carrier/deliveries",
-            &r.carrier_auth(),
-            Some(&json!({"home": r.home.as_str(), "lock": r.lock_id.as_str(), "not_before_ms": now, "not_after_ms": now + 3_600_000})),
-        )
-        .await
-        .expect(201);
-    let called_off = d.json["delivery"].as_str().unwrap().to_owned();
-    s.call(
-        "POST",
-        &format!("/api/carrier/deliveries/{called_off}/assign"),
+    let called_off = create_delivery(
+        &s,
         &r.carrier_auth(),
-        Some(&json!({"driver": r.driver_id})),
+        &r.home,
+        &r.lock_id,
+        Some(&r.driver_id),
     )
     .await
-    .expect(200);
+    .to_string();
     b.c.goto(&format!("{base}/homes/{}/entries", r.home))
         .await
         .unwrap();

@@ -220,6 +220,44 @@ pub struct Tenant {
     pub rng: ChaCha20Rng,
 }
 
+/// A delivery the carrier with credentials `c` creates at `home`'s `lock`, open from a minute
+/// ago for an hour, assigned to `driver` if given.
+pub async fn create_delivery(
+    s: &ApiServer,
+    c: &Cred,
+    home: &Id,
+    lock: &Id,
+    driver: Option<&str>,
+) -> Id {
+    let now = wall_ms();
+    let del = s
+        .call(
+            "POST",
+            "/api/carrier/deliveries",
+            c,
+            Some(&json!({
+                "home": home.as_str(),
+                "lock": lock.as_str(),
+                "not_before_ms": now - 60_000,
+                "not_after_ms": now + 3_600_000,
+            })),
+        )
+        .await
+        .expect(201);
+    let delivery = id(del.json["delivery"].as_str().unwrap());
+    if let Some(driver) = driver {
+        s.call(
+            "POST",
+            &format!("/api/carrier/deliveries/{delivery}/assign"),
+            c,
+            Some(&json!({"driver": driver})),
+        )
+        .await
+        .expect(200);
+    }
+    delivery
+}
+
 impl Tenant {
     pub fn homeowner(&self) -> Cred {
         Cred::Cookie(self.session.clone())
@@ -358,30 +396,7 @@ pub async fn tenant(s: &ApiServer, tag: &str) -> Tenant {
         .await
         .expect(201);
     let driver_id = d.json["driver"].as_str().unwrap().to_owned();
-    let now = wall_ms();
-    let del = s
-        .call(
-            "POST",
-            "/api/carrier/deliveries",
-            &c,
-            Some(&json!({
-                "home": home.as_str(),
-                "lock": lock_id.as_str(),
-                "not_before_ms": now - 60_000,
-                "not_after_ms": now + 3_600_000,
-            })),
-        )
-        .await
-        .expect(201);
-    let delivery = id(del.json["delivery"].as_str().unwrap());
-    s.call(
-        "POST",
-        &format!("/api/carrier/deliveries/{delivery}/assign"),
-        &c,
-        Some(&json!({"driver": driver_id})),
-    )
-    .await
-    .expect(200);
+    let delivery = create_delivery(s, &c, &home, &lock_id, Some(&driver_id)).await;
     Tenant {
         email,
         account,
